@@ -1,0 +1,72 @@
+//! The command envelope: one record on the log.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::coupon::CouponCommand;
+
+/// The envelope version this build writes. Readers accept every version up to this one.
+pub const ENVELOPE_VERSION: u16 = 1;
+
+/// One request on its way through the log.
+///
+/// Everything a processor needs to decide is in here, including the time: processors use
+/// `submitted_at` as "now" so that replaying the log decides exactly as the first run did.
+// No `deny_unknown_fields`: serde cannot combine it with `flatten`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Envelope format version ([`ENVELOPE_VERSION`] when written by this build).
+    pub v: u16,
+    /// The caller's `Idempotency-Key`. Scoped to `resource_id`: the pair identifies the
+    /// request, and every delivery of the pair gets the same outcome.
+    pub request_id: String,
+    /// The resource the command acts on (a campaign id). The log is partitioned by it.
+    pub resource_id: String,
+    /// The user the command is on behalf of (the operator for administrative commands).
+    pub user_id: String,
+    /// When the edge accepted the request; the decision's notion of "now".
+    pub submitted_at: DateTime<Utc>,
+    /// W3C `traceparent` of the request that produced this command, if it was traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// What to do.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// The command carried by an envelope, tagged by domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "domain", content = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// A coupon-campaign command.
+    Coupon(CouponCommand),
+}
+
+impl Envelope {
+    /// Serialises the envelope as the bytes stored on the log.
+    pub fn to_log_bytes(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).expect("envelope serialises")
+    }
+
+    /// Parses log bytes, rejecting envelopes from a newer, unknown version.
+    pub fn from_log_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let envelope: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a valid envelope: {e}"))?;
+        if envelope.v == 0 || envelope.v > ENVELOPE_VERSION {
+            return Err(format!(
+                "envelope version {} is not supported (this build reads 1..={ENVELOPE_VERSION})",
+                envelope.v
+            ));
+        }
+        for (what, id) in [
+            ("request_id", &envelope.request_id),
+            ("resource_id", &envelope.resource_id),
+            ("user_id", &envelope.user_id),
+        ] {
+            crate::validate_id(what, id)?;
+        }
+        Ok(envelope)
+    }
+}

@@ -1,0 +1,118 @@
+//! Outcomes: the one decision recorded for each request id.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::coupon::{CampaignSpec, Coupon};
+
+/// Where a record sits on the log.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct LogPosition {
+    /// Log partition.
+    pub partition: u32,
+    /// Offset within the partition, dense from 0.
+    pub offset: u64,
+}
+
+impl LogPosition {
+    /// The outcome id sinks dedupe on: stable across replays because the log is.
+    pub fn outcome_id(&self) -> String {
+        format!("{}-{}", self.partition, self.offset)
+    }
+}
+
+/// The decision for one request, as stored in the journal and answered to callers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// The request (`Idempotency-Key`) this decides.
+    pub request_id: String,
+    /// The resource it was decided on.
+    pub resource_id: String,
+    /// The user it was decided for.
+    pub user_id: String,
+    /// The log record whose processing produced this outcome (the first delivery).
+    pub position: LogPosition,
+    /// The command's `submitted_at`: the time the decision was made at.
+    pub decided_at: DateTime<Utc>,
+    /// What was decided.
+    pub decision: Decision,
+}
+
+/// What a processor decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Decision {
+    /// The campaign now exists with this spec.
+    CampaignCreated {
+        /// The spec it was created with.
+        spec: CampaignSpec,
+    },
+    /// A coupon was issued.
+    CouponGranted {
+        /// The coupon.
+        coupon: Coupon,
+    },
+    /// A coupon was used.
+    CouponRedeemed {
+        /// The coupon that was used.
+        coupon_id: String,
+        /// When.
+        redeemed_at: DateTime<Utc>,
+    },
+    /// Nothing changed, for this reason.
+    Rejected {
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// Why a command changed nothing. Stable machine-readable codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// Every coupon has been issued.
+    SoldOut,
+    /// The user already holds as many coupons as the campaign allows.
+    UserLimitReached,
+    /// The campaign's `opens_at` is still ahead.
+    NotOpenYet,
+    /// The campaign's `closes_at` has passed.
+    Closed,
+    /// No campaign with this id exists.
+    UnknownCampaign,
+    /// A campaign with this id already exists with a different spec.
+    CampaignExists,
+    /// The campaign spec is invalid.
+    InvalidSpec,
+    /// No such coupon in this campaign.
+    CouponNotFound,
+    /// The coupon belongs to another user.
+    NotCouponHolder,
+    /// The coupon was already used.
+    AlreadyRedeemed,
+    /// The coupon's validity ended.
+    CouponExpired,
+}
+
+impl Rejection {
+    /// The stable code, as it appears in JSON.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::SoldOut => "sold_out",
+            Rejection::UserLimitReached => "user_limit_reached",
+            Rejection::NotOpenYet => "not_open_yet",
+            Rejection::Closed => "closed",
+            Rejection::UnknownCampaign => "unknown_campaign",
+            Rejection::CampaignExists => "campaign_exists",
+            Rejection::InvalidSpec => "invalid_spec",
+            Rejection::CouponNotFound => "coupon_not_found",
+            Rejection::NotCouponHolder => "not_coupon_holder",
+            Rejection::AlreadyRedeemed => "already_redeemed",
+            Rejection::CouponExpired => "coupon_expired",
+        }
+    }
+}
