@@ -1,1 +1,79 @@
-//! placeholder
+//! The HTTP edge: where producers' requests enter the pipeline.
+//!
+//! # Layout
+//! - [`api`]: the routes and their handlers (campaigns, claims, redeems, status, lookups).
+//! - [`feed`]: committed decisions fanned in to waiting callers and the campaign catalog.
+//! - [`error`]: every error answer, in the stable JSON shape.
+//!
+//! A write is validated, stamped with the time it arrived (the decision's "now"), appended
+//! to the log — durably, before anything is answered — and then answered with its committed
+//! outcome if that arrives within the caller's wait budget, else with 202 and a status URL.
+
+pub mod api;
+pub mod error;
+pub mod feed;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use turnstile_journal::SqliteJournal;
+use turnstile_log::EmbeddedLog;
+
+pub use feed::OutcomeFeed;
+
+/// How the edge answers.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// How long a write waits for its decision before answering 202 with a status URL,
+    /// unless the caller asks for less with `Prefer: wait=<seconds>`.
+    pub wait_budget_ms: u64,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_bytes_max: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig { wait_budget_ms: 2_000, body_bytes_max: 16 * 1024 }
+    }
+}
+
+/// The edge's shared state; cheap to clone (handlers get a clone each).
+#[derive(Debug, Clone)]
+pub struct Edge {
+    config: Arc<EdgeConfig>,
+    log: EmbeddedLog,
+    journal: SqliteJournal,
+    feed: Arc<OutcomeFeed>,
+}
+
+impl Edge {
+    /// An edge writing to `log`, reading lookups from `journal`, hearing decisions on `feed`.
+    pub fn new(config: EdgeConfig, log: EmbeddedLog, journal: SqliteJournal, feed: Arc<OutcomeFeed>) -> Self {
+        Edge { config: Arc::new(config), log, journal, feed }
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` turns true; in-flight requests finish.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let app = api::router(self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // A dropped sender also means shut down.
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    }
+
+    fn wait_budget(&self) -> Duration {
+        Duration::from_millis(self.config.wait_budget_ms)
+    }
+}
+
+/// Binds a TCP listener, with a message that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another turnstile running? choose another --listen address)"))
+    })
+}

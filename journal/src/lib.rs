@@ -1,1 +1,95 @@
-//! placeholder
+//! The journal: where decisions become durable.
+//!
+//! # Layout
+//! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
+//! - `migrations/`: the schema, applied in order on open (tracked by `PRAGMA user_version`).
+//!
+//! A processor commits each batch in **one** transaction: the outcomes, the projections
+//! derived from them (campaigns, coupons, outbox rows for the sinks), dead letters, and the
+//! partition's next offset — guarded by the partition's epoch so a fenced processor's
+//! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
+
+pub mod sqlite;
+
+pub use sqlite::{outcome_json, CampaignRow, CouponRow, LimitBreach, SqliteJournal, StoredOutcome};
+
+use turnstile_schemas::Outcome;
+
+/// Everything one batch of decisions writes, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCommit {
+    /// The partition the batch was read from.
+    pub partition: u32,
+    /// The epoch the committing processor was granted when it took the partition.
+    pub epoch: u64,
+    /// The partition's next offset before this batch (a paired check against the journal).
+    pub from_offset: u64,
+    /// The offset after the last record of the batch.
+    pub next_offset: u64,
+    /// New outcomes, in log order. Duplicates of earlier requests are not in here.
+    pub outcomes: Vec<std::sync::Arc<Outcome>>,
+    /// Records that could not be decided.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A log record rejected without a decision (it did not parse or is not a valid command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The record's bytes, as read.
+    pub payload: Vec<u8>,
+}
+
+/// A partition's row in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLease {
+    /// The partition.
+    pub partition: u32,
+    /// The epoch; commits must carry it.
+    pub epoch: u64,
+    /// Next log offset to decide.
+    pub next_offset: u64,
+}
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another processor took the partition (its epoch is newer), or the journal's offset
+    /// is not where this processor believed: the commit changed nothing.
+    #[error("partition {partition} is fenced: epoch {epoch} at offset {from_offset} no longer owns it")]
+    Fenced {
+        /// The partition.
+        partition: u32,
+        /// The stale epoch.
+        epoch: u64,
+        /// The offset the stale processor expected.
+        from_offset: u64,
+    },
+    /// The database failed.
+    #[error("journal database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The journal holds something this build cannot read.
+    #[error("journal is corrupt or from a newer version: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// Whether trying again (after reloading the partition) can succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Fenced { .. } | Error::Corrupt(_) => false,
+            Error::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ) || e.as_database_error().is_some_and(|d| {
+                // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
+                matches!(d.code().as_deref(), Some("5") | Some("6"))
+            }),
+        }
+    }
+}

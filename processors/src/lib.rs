@@ -1,1 +1,17 @@
-//! placeholder
+//! Partitioned processors: the pure domain state machines and the runtime that drives them.
+//!
+//! # Layout
+//! - [`coupon`]: the coupon-campaign state machine and its local-midnight validity rule.
+//! - [`partition`]: one partition's state — every resource it owns plus the outcome of each
+//!   request decided — and `apply`, the single entry point for decisions.
+//! - [`runtime`]: the imperative shell: read a batch from the log, decide it, commit it to
+//!   the journal in one transaction, tell listeners; fence and recover on start.
+//!
+//! Everything under `coupon` and `partition` is deterministic: no I/O, no clock reads, no
+//! randomness. Replaying the same log yields byte-identical outcomes (invariant 6).
+
+pub mod coupon;
+pub mod partition;
+pub mod runtime;
+
+pub use partition::{Applied, PartitionState};

@@ -94,6 +94,18 @@ pub enum CouponCommand {
     },
 }
 
+impl CouponCommand {
+    /// The command's kind, as recorded in its outcome.
+    pub fn kind(&self) -> crate::outcome::CommandKind {
+        use crate::outcome::CommandKind;
+        match self {
+            CouponCommand::CreateCampaign { .. } => CommandKind::CreateCampaign,
+            CouponCommand::Claim => CommandKind::Claim,
+            CouponCommand::Redeem { .. } => CommandKind::Redeem,
+        }
+    }
+}
+
 /// A coupon as issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -20,7 +20,7 @@ pub mod outcome;
 pub use coupon::{CampaignSpec, Coupon, CouponCommand};
 pub use envelope::{Command, Envelope, ENVELOPE_VERSION};
 pub use error::{ApiError, ErrorBody};
-pub use outcome::{Decision, LogPosition, Outcome, Rejection};
+pub use outcome::{CommandKind, Decision, LogPosition, Outcome, Rejection};
 
 /// Longest accepted request id (the `Idempotency-Key`), resource id or user id, in bytes.
 /// Ids are stored in memory for every request a partition has seen, so they are bounded.

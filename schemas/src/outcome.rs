@@ -34,12 +34,26 @@ pub struct Outcome {
     pub resource_id: String,
     /// The user it was decided for.
     pub user_id: String,
+    /// The kind of command decided; with `user_id`, what a retry must match.
+    pub command: CommandKind,
     /// The log record whose processing produced this outcome (the first delivery).
     pub position: LogPosition,
     /// The command's `submitted_at`: the time the decision was made at.
     pub decided_at: DateTime<Utc>,
     /// What was decided.
     pub decision: Decision,
+}
+
+/// The kinds of command, as recorded in outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// `CouponCommand::CreateCampaign`.
+    CreateCampaign,
+    /// `CouponCommand::Claim`.
+    Claim,
+    /// `CouponCommand::Redeem`.
+    Redeem,
 }
 
 /// What a processor decided.

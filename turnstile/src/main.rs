@@ -1,1 +1,166 @@
-fn main() {}
+//! The `turnstile` command.
+//!
+//! # Layout
+//! - `main.rs`: the command line (clap) and logging setup.
+//! - [`stack`]: the embedded stack — log, journal, processors, edge — in one process.
+//! - [`demo`]: `turnstile demo`, a whole flash sale on loopback with a report.
+//! - [`loadgen`]: the closed-loop HTTP claim racer the demo drives.
+//! - [`audit`]: `turnstile audit`, the invariant checks and the replay of the log.
+
+mod audit;
+mod demo;
+mod loadgen;
+mod stack;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use turnstile_ingest::EdgeConfig;
+use turnstile_processors::runtime::ProcessorConfig;
+
+use crate::stack::{EmbeddedStack, StackConfig};
+
+/// turnstile: flash-traffic allocation, exactly once.
+///
+/// Producers post claims to an HTTP edge; the edge writes them to a durable log; one
+/// processor per partition decides them in log order and commits each batch of decisions
+/// with the log offset in one journal transaction. By default everything runs in one
+/// process on local files (an embedded log and a SQLite journal): no servers needed.
+#[derive(Debug, Parser)]
+#[command(name = "turnstile", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the edge and the processors on the embedded log and SQLite journal.
+    ///
+    /// Prints `turnstile listening on http://ADDR` once recovery is done and requests are
+    /// accepted. Stop with Ctrl-C; a restart resumes exactly where the journal left off.
+    Serve(ServeArgs),
+    /// Run a whole flash sale on loopback and print a report with the invariant audit.
+    ///
+    /// Starts the embedded stack in a temporary directory, creates a campaign, and has
+    /// USERS simulated users race over real HTTP for COUPONS coupons. Exits non-zero if
+    /// the audit fails or the grants do not match the capacity.
+    Demo(demo::DemoArgs),
+    /// Check the invariants of a data directory: no oversell, per-user limits, one outcome
+    /// per request, and a replay of the log reproducing every outcome byte for byte.
+    ///
+    /// Safe to run while `turnstile serve` is running on the same directory.
+    Audit {
+        /// The data directory to audit.
+        #[arg(long, env = "TURNSTILE_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Write the JSON Schemas of the log envelope, outcomes, campaign spec and API errors.
+    Schema {
+        /// Directory to write `*.schema.json` into (created if missing).
+        #[arg(long, default_value = "./schemas-out")]
+        out: PathBuf,
+    },
+}
+
+/// Options of `turnstile serve`. Every option can also be set by its environment variable.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory holding the log and the journal; created on first start.
+    #[arg(long, env = "TURNSTILE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address the HTTP edge listens on.
+    #[arg(long, env = "TURNSTILE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Settings shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct Tuning {
+    /// Log partitions (one processor each). Fixed when the data directory is created.
+    #[arg(long, env = "TURNSTILE_PARTITIONS", default_value_t = 4)]
+    pub partitions: u32,
+    /// How long a write waits for its decision before answering 202 with a status URL.
+    #[arg(long, env = "TURNSTILE_WAIT_BUDGET_MS", default_value_t = 2_000)]
+    pub wait_budget_ms: u64,
+    /// Most commands a processor decides and commits in one journal transaction.
+    #[arg(long, env = "TURNSTILE_BATCH_COMMANDS_MAX", default_value_t = 4_096)]
+    pub batch_commands_max: usize,
+}
+
+impl Tuning {
+    fn stack_config(&self, data_dir: PathBuf, listen: SocketAddr) -> StackConfig {
+        StackConfig {
+            data_dir,
+            partitions: self.partitions,
+            listen,
+            edge: EdgeConfig { wait_budget_ms: self.wait_budget_ms, ..EdgeConfig::default() },
+            processor: ProcessorConfig {
+                batch_commands_max: self.batch_commands_max,
+                ..ProcessorConfig::default()
+            },
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Commands::Serve(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Commands) -> anyhow::Result<ExitCode> {
+    match command {
+        Commands::Serve(args) => {
+            let config = args.tuning.stack_config(args.data_dir, args.listen);
+            let stack = EmbeddedStack::start(&config).await?;
+            println!("turnstile listening on http://{}", stack.addr);
+            tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+            eprintln!("shutting down: finishing in-flight requests");
+            stack.stop().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Demo(args) => demo::run(args).await,
+        Commands::Audit { data_dir } => {
+            let report = audit::audit_data_dir(&data_dir).await?;
+            print!("{report}");
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Commands::Schema { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            for (name, schema) in turnstile_schemas::export::all_schemas() {
+                let path = out.join(name);
+                std::fs::write(&path, serde_json::to_string_pretty(&schema)? + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Routes and handlers of the HTTP API (`/v1`).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/v1/campaigns` | create a campaign |
+//! | GET | `/v1/campaigns/{campaign_id}` | a campaign's rules and stock |
+//! | POST | `/v1/campaigns/{campaign_id}/claims` | claim a coupon |
+//! | POST | `/v1/campaigns/{campaign_id}/coupons/{coupon_id}/redeem` | use a coupon |
+//! | GET | `/v1/campaigns/{campaign_id}/requests/{request_id}` | a request's status |
+//! | GET | `/v1/users/{user_id}/coupons` | a user's coupons |
+//! | GET | `/healthz` | liveness |
+//!
+//! Every write needs an `Idempotency-Key` header: the request's id, scoped to its campaign.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use turnstile_log::partition_for;
+use turnstile_processors::runtime::Decided;
+use turnstile_schemas::{
+    validate_id, CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition,
+    Outcome, ENVELOPE_VERSION,
+};
+
+use crate::error::Failure;
+use crate::Edge;
+
+/// The user id recorded on administrative commands until the edge authenticates callers.
+const OPERATOR_USER_ID: &str = "operator";
+
+type Answer = Result<Response, Failure>;
+
+/// The API's router.
+pub fn router(edge: Edge) -> Router {
+    let body_bytes_max = edge.config.body_bytes_max;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/campaigns", post(create_campaign))
+        .route("/v1/campaigns/{campaign_id}", get(campaign))
+        .route("/v1/campaigns/{campaign_id}/claims", post(claim))
+        .route("/v1/campaigns/{campaign_id}/coupons/{coupon_id}/redeem", post(redeem))
+        .route("/v1/campaigns/{campaign_id}/requests/{request_id}", get(request_status))
+        .route("/v1/users/{user_id}/coupons", get(user_coupons))
+        .fallback(|| async {
+            Failure::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
+                .fix("see the API table in the README")
+        })
+        .method_not_allowed_fallback(|| async {
+            Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(edge)
+}
+
+/// Body of `POST /v1/campaigns`.
+#[derive(Debug, Deserialize)]
+struct CreateCampaignBody {
+    campaign_id: String,
+    #[serde(flatten)]
+    spec: CampaignSpec,
+}
+
+/// Body of claims and redeems.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    user_id: String,
+}
+
+async fn create_campaign(
+    State(edge): State<Edge>,
+    headers: HeaderMap,
+    body: Result<Json<CreateCampaignBody>, JsonRejection>,
+) -> Answer {
+    let request_id = idempotency_key(&headers)?;
+    let Json(body) = body?;
+    validate_id("campaign_id", &body.campaign_id).map_err(|m| Failure::invalid("invalid_campaign_id", m))?;
+    body.spec.validate().map_err(|m| Failure::invalid("invalid_campaign", m))?;
+    let command = CouponCommand::CreateCampaign { spec: body.spec };
+    submit(&edge, &headers, request_id, body.campaign_id, OPERATOR_USER_ID.into(), command).await
+}
+
+async fn campaign(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {
+    let Path(campaign_id) = path?;
+    let view = edge.feed.campaign(&campaign_id).ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    let issued = view.issued();
+    Ok(Json(json!({
+        "campaign_id": campaign_id,
+        "spec": view.spec,
+        "issued": issued,
+        "remaining": view.spec.capacity.saturating_sub(issued),
+        "sold_out": view.sold_out(),
+    }))
+    .into_response())
+}
+
+async fn claim(
+    State(edge): State<Edge>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<UserBody>, JsonRejection>,
+) -> Answer {
+    let Path(campaign_id) = path?;
+    let request_id = idempotency_key(&headers)?;
+    let Json(body) = body?;
+    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let view = edge.feed.campaign(&campaign_id).ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    if view.sold_out() {
+        // The sold-out gate: no log write. A retry of a request decided earlier still gets
+        // its recorded outcome (a winner retrying must see the win, not "sold out").
+        let recorded = edge.journal.outcome(&campaign_id, &request_id).await.map_err(Failure::unavailable)?;
+        return match recorded {
+            Some(outcome) => answer_replay(outcome, &body.user_id, CommandKind::Claim),
+            None => Err(Failure::rejected(turnstile_schemas::Rejection::SoldOut, None)),
+        };
+    }
+    submit(&edge, &headers, request_id, campaign_id, body.user_id, CouponCommand::Claim).await
+}
+
+async fn redeem(
+    State(edge): State<Edge>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<UserBody>, JsonRejection>,
+) -> Answer {
+    let Path((campaign_id, coupon_id)) = path?;
+    let request_id = idempotency_key(&headers)?;
+    let Json(body) = body?;
+    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
+    if edge.feed.campaign(&campaign_id).is_none() {
+        return Err(Failure::unknown_campaign(&campaign_id));
+    }
+    let command = CouponCommand::Redeem { coupon_id };
+    submit(&edge, &headers, request_id, campaign_id, body.user_id, command).await
+}
+
+async fn request_status(
+    State(edge): State<Edge>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    let Path((campaign_id, request_id)) = path?;
+    if let Some(outcome) = edge.journal.outcome(&campaign_id, &request_id).await.map_err(Failure::unavailable)? {
+        return Ok(Json(json!({ "status": "decided", "outcome": outcome })).into_response());
+    }
+    if edge.feed.is_pending(&campaign_id, &request_id) {
+        return Ok(Json(json!({ "status": "pending" })).into_response());
+    }
+    Err(Failure::new(
+        StatusCode::NOT_FOUND,
+        "unknown_request",
+        format!("no request {request_id:?} was accepted for campaign {campaign_id:?}"),
+    )
+    .fix("check the Idempotency-Key and campaign id the request was sent with"))
+}
+
+/// One coupon in a user's list.
+#[derive(Debug, Serialize)]
+struct CouponView {
+    coupon_id: String,
+    campaign_id: String,
+    title: String,
+    state: &'static str,
+    issued_at: String,
+    expires_at: String,
+    expires_at_local: String,
+    time_zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redeemed_at: Option<String>,
+}
+
+async fn user_coupons(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {
+    let Path(user_id) = path?;
+    validate_id("user_id", &user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let rows = edge.journal.coupons_of_user(&user_id).await.map_err(Failure::unavailable)?;
+    let now = Utc::now();
+    let coupons: Vec<CouponView> = rows
+        .into_iter()
+        .map(|row| {
+            let state = match row.redeemed_at {
+                Some(_) => "redeemed",
+                None if now >= row.expires_at => "expired",
+                None => "active",
+            };
+            let expires_at_local = match row.campaign.time_zone.parse::<chrono_tz::Tz>() {
+                Ok(tz) => row.expires_at.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false),
+                Err(_) => row.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            };
+            CouponView {
+                coupon_id: row.coupon_id,
+                campaign_id: row.campaign_id,
+                title: row.campaign.title,
+                state,
+                issued_at: row.issued_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                expires_at: row.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                expires_at_local,
+                time_zone: row.campaign.time_zone,
+                redeemed_at: row.redeemed_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "user_id": user_id, "coupons": coupons })).into_response())
+}
+
+/// Appends the command to the log and answers with its decision, or 202 if the decision
+/// does not arrive within the wait budget.
+async fn submit(
+    edge: &Edge,
+    headers: &HeaderMap,
+    request_id: String,
+    resource_id: String,
+    user_id: String,
+    command: CouponCommand,
+) -> Answer {
+    let wait = wait_preference(headers)?.min(edge.wait_budget());
+    let kind = command.kind();
+    let envelope = Envelope {
+        v: ENVELOPE_VERSION,
+        request_id,
+        resource_id,
+        user_id,
+        submitted_at: Utc::now(),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string),
+        command: Command::Coupon(command),
+    };
+    let partition = partition_for(&envelope.resource_id, edge.log.partitions());
+    let decided = edge.feed.wait_for(&envelope.resource_id, &envelope.request_id);
+    let offset = match edge.log.append(partition, envelope.to_log_bytes()).await {
+        Ok(offset) => offset,
+        Err(e) => {
+            edge.feed.abandon(&envelope.resource_id, &envelope.request_id);
+            return Err(Failure::unavailable(format!("the log refused the request: {e}")));
+        }
+    };
+    let delivery = LogPosition { partition, offset };
+    match tokio::time::timeout(wait, decided).await {
+        Ok(Ok(decided)) => answer_decided(&decided, delivery, &envelope.user_id, kind),
+        // Timed out, or the processor stopped: the request is durable and will be decided.
+        Ok(Err(_)) | Err(_) => Ok(pending(&envelope.resource_id, &envelope.request_id)),
+    }
+}
+
+/// The answer to a caller whose own delivery (at `delivery`) has been decided.
+fn answer_decided(decided: &Decided, delivery: LogPosition, user_id: &str, kind: CommandKind) -> Answer {
+    if decided.outcome.position == delivery {
+        answer(&decided.outcome, true)
+    } else {
+        answer_replay(decided.outcome.as_ref().clone(), user_id, kind)
+    }
+}
+
+/// The answer to a retry of a request decided earlier: the same outcome, unless the key
+/// was reused for a different request.
+fn answer_replay(outcome: Outcome, user_id: &str, kind: CommandKind) -> Answer {
+    if outcome.user_id != user_id || outcome.command != kind {
+        return Err(Failure::invalid(
+            "idempotency_key_reused",
+            format!(
+                "Idempotency-Key {:?} was already used for a different request (a {:?} by {:?})",
+                outcome.request_id, outcome.command, outcome.user_id
+            ),
+        )
+        .fix("use a new Idempotency-Key for each distinct request"));
+    }
+    answer(&outcome, false)
+}
+
+/// 201 for a first grant or creation, 200 for redeems and replays, the rejection's error
+/// status (with the outcome attached) for rejections.
+fn answer(outcome: &Outcome, first: bool) -> Answer {
+    let status = match &outcome.decision {
+        Decision::Rejected { reason } => return Err(Failure::rejected(*reason, Some(outcome.clone()))),
+        Decision::CouponRedeemed { .. } => StatusCode::OK,
+        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } if first => StatusCode::CREATED,
+        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } => StatusCode::OK,
+    };
+    Ok((status, Json(outcome)).into_response())
+}
+
+fn pending(resource_id: &str, request_id: &str) -> Response {
+    let status_url = format!("/v1/campaigns/{resource_id}/requests/{request_id}");
+    let body = json!({ "status": "pending", "request_id": request_id, "status_url": status_url });
+    (StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
+    let value = headers.get("idempotency-key").ok_or_else(|| {
+        Failure::bad_request("missing_idempotency_key", "every write needs an Idempotency-Key header")
+            .fix("send a unique key per request, e.g. Idempotency-Key: 7f9c1e2a; reuse it only to retry")
+    })?;
+    let key = value
+        .to_str()
+        .map_err(|_| Failure::bad_request("invalid_idempotency_key", "the Idempotency-Key is not visible ASCII"))?;
+    validate_id("Idempotency-Key", key).map_err(|m| Failure::bad_request("invalid_idempotency_key", m))?;
+    Ok(key.to_string())
+}
+
+/// `Prefer: wait=<seconds>` (RFC 7240); absent means the edge's full wait budget.
+fn wait_preference(headers: &HeaderMap) -> Result<std::time::Duration, Failure> {
+    let Some(prefer) = headers.get("prefer").and_then(|v| v.to_str().ok()) else {
+        return Ok(std::time::Duration::MAX);
+    };
+    for preference in prefer.split(',') {
+        if let Some(seconds) = preference.trim().strip_prefix("wait=") {
+            let seconds: u64 = seconds.trim().parse().map_err(|_| {
+                Failure::bad_request("invalid_prefer", format!("Prefer: wait={seconds} is not a whole number of seconds"))
+            })?;
+            return Ok(std::time::Duration::from_secs(seconds));
+        }
+    }
+    Ok(std::time::Duration::MAX)
+}

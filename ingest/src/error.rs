@@ -1,0 +1,131 @@
+//! The edge's errors, each rendered in the stable JSON shape of `turnstile_schemas::ErrorBody`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use turnstile_schemas::{ApiError, ErrorBody, Outcome, Rejection};
+
+/// An HTTP error answer.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fix: Option<String>,
+    outcome: Option<Outcome>,
+}
+
+impl Failure {
+    /// A failure with a status, a stable code and a message for a person.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Failure { status, code, message: message.into(), fix: None, outcome: None }
+    }
+
+    /// Adds how the caller can fix it.
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    /// 400: the request cannot be understood as sent.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 422: understood, but a value is not acceptable.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 404 for a campaign the edge does not know.
+    pub fn unknown_campaign(campaign_id: &str) -> Self {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "unknown_campaign",
+            format!("campaign {campaign_id:?} does not exist"),
+        )
+        .fix("check the id, or create the campaign with POST /v1/campaigns")
+    }
+
+    /// 503: the log or journal is not available; retrying with the same key is safe.
+    pub fn unavailable(what: impl std::fmt::Display) -> Self {
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{what}"))
+            .fix("retry with the same Idempotency-Key; the request will be decided once")
+    }
+
+    /// A recorded business rejection (sold out, limit reached, …), carrying its outcome.
+    pub fn rejected(reason: Rejection, outcome: Option<Outcome>) -> Self {
+        let (status, message, fix) = rejection_text(reason);
+        Failure {
+            status,
+            code: reason.code(),
+            message: message.into(),
+            fix: fix.map(Into::into),
+            outcome,
+        }
+    }
+}
+
+fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'static str>) {
+    use Rejection::*;
+    match reason {
+        SoldOut => (StatusCode::CONFLICT, "every coupon of this campaign has been issued", None),
+        UserLimitReached => (StatusCode::CONFLICT, "this user already holds the most coupons this campaign allows", None),
+        NotOpenYet => (StatusCode::CONFLICT, "the campaign is not open yet", Some("claim again after the campaign's opens_at")),
+        Closed => (StatusCode::CONFLICT, "the campaign has closed", None),
+        UnknownCampaign => (StatusCode::NOT_FOUND, "the campaign did not exist when this request was decided", Some("create the campaign first, then claim with a new Idempotency-Key")),
+        CampaignExists => (StatusCode::CONFLICT, "a campaign with this id already exists with a different spec", Some("choose another campaign_id, or send the identical spec")),
+        InvalidSpec => (StatusCode::UNPROCESSABLE_ENTITY, "the campaign spec is invalid", None),
+        CouponNotFound => (StatusCode::NOT_FOUND, "no such coupon in this campaign", Some("list your coupons with GET /v1/users/{user_id}/coupons")),
+        NotCouponHolder => (StatusCode::FORBIDDEN, "this coupon belongs to another user", None),
+        AlreadyRedeemed => (StatusCode::CONFLICT, "this coupon was already redeemed", None),
+        CouponExpired => (StatusCode::GONE, "this coupon has expired", None),
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ApiError {
+                status: self.status.as_u16(),
+                code: self.code.to_string(),
+                message: self.message,
+                fix: self.fix,
+                outcome: self.outcome,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for Failure {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonSyntaxError(e) => {
+                Failure::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
+                    .fix("send a JSON object, e.g. {\"user_id\": \"alice\"}")
+            }
+            JsonRejection::JsonDataError(e) => Failure::invalid("invalid_body", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON",
+            )
+            .fix("send the header Content-Type: application/json"),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than this edge accepts",
+            )
+            .fix("requests are small JSON objects; check what is being sent"),
+            other => Failure::new(other.status(), "unreadable_body", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for Failure {
+    fn from(rejection: PathRejection) -> Self {
+        Failure::bad_request("invalid_path", rejection.body_text())
+    }
+}

@@ -1,0 +1,135 @@
+//! The outcome feed: how committed decisions reach the edge.
+//!
+//! Two consumers inside the edge: callers waiting for the answer to their request (a
+//! waiter per request key), and the campaign catalog that lets the edge answer 404 for an
+//! unknown campaign and shed claims on a sold-out campaign without touching the log.
+//! On the embedded default the processors call [`OutcomeFeed`] directly, in process.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::oneshot;
+use turnstile_journal::CampaignRow;
+use turnstile_processors::runtime::{Decided, DecisionListener};
+use turnstile_schemas::{CampaignSpec, Decision};
+
+/// Waiter maps are sharded so concurrent handlers rarely contend on one lock.
+const WAITER_SHARDS: usize = 64;
+
+type RequestKey = (String, String);
+
+/// Committed decisions, fanned in to waiting callers and the campaign catalog.
+#[derive(Debug)]
+pub struct OutcomeFeed {
+    waiters: Vec<Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>>>,
+    shard_hasher: RandomState,
+    campaigns: RwLock<HashMap<String, Arc<CampaignView>>>,
+}
+
+/// What the edge knows of a campaign.
+#[derive(Debug)]
+pub struct CampaignView {
+    /// Its rules.
+    pub spec: CampaignSpec,
+    /// Coupons issued, as of the last commit the edge heard of.
+    issued: AtomicU32,
+}
+
+impl CampaignView {
+    /// Coupons issued so far.
+    pub fn issued(&self) -> u32 {
+        self.issued.load(Ordering::Relaxed)
+    }
+
+    /// Whether every coupon is gone. Only ever turns from false to true: issued coupons
+    /// are never returned to stock, so shedding later claims is always the right answer.
+    pub fn sold_out(&self) -> bool {
+        self.issued() >= self.spec.capacity
+    }
+}
+
+impl OutcomeFeed {
+    /// A feed whose catalog starts with the journal's campaigns.
+    pub fn new(campaigns: Vec<CampaignRow>) -> Self {
+        let campaigns = campaigns
+            .into_iter()
+            .map(|row| {
+                let view = CampaignView { spec: row.spec, issued: AtomicU32::new(row.issued) };
+                (row.campaign_id, Arc::new(view))
+            })
+            .collect();
+        OutcomeFeed {
+            waiters: (0..WAITER_SHARDS).map(|_| Mutex::default()).collect(),
+            shard_hasher: RandomState::new(),
+            campaigns: RwLock::new(campaigns),
+        }
+    }
+
+    /// The campaign, if it exists.
+    pub fn campaign(&self, campaign_id: &str) -> Option<Arc<CampaignView>> {
+        self.campaigns.read().expect("catalog lock is never poisoned").get(campaign_id).cloned()
+    }
+
+    /// Registers interest in the next committed delivery of a request. Register before
+    /// appending to the log, so the decision cannot slip past unseen.
+    pub fn wait_for(&self, resource_id: &str, request_id: &str) -> oneshot::Receiver<Decided> {
+        let (sender, receiver) = oneshot::channel();
+        let key = (resource_id.to_string(), request_id.to_string());
+        self.shard(&key).lock().expect("waiter lock is never poisoned").entry(key).or_default().push(sender);
+        receiver
+    }
+
+    /// Whether a request was appended by this edge and is not decided yet.
+    pub fn is_pending(&self, resource_id: &str, request_id: &str) -> bool {
+        let key = (resource_id.to_string(), request_id.to_string());
+        self.shard(&key).lock().expect("waiter lock is never poisoned").contains_key(&key)
+    }
+
+    /// Forgets the waiters of a request whose append failed.
+    pub fn abandon(&self, resource_id: &str, request_id: &str) {
+        let key = (resource_id.to_string(), request_id.to_string());
+        self.shard(&key).lock().expect("waiter lock is never poisoned").remove(&key);
+    }
+
+    fn shard(&self, key: &RequestKey) -> &Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>> {
+        let index = self.shard_hasher.hash_one(key) as usize % WAITER_SHARDS;
+        &self.waiters[index]
+    }
+
+    fn update_catalog(&self, decided: &Decided) {
+        if !decided.is_first() {
+            return;
+        }
+        let outcome = &decided.outcome;
+        match &outcome.decision {
+            Decision::CampaignCreated { spec } => {
+                let mut campaigns = self.campaigns.write().expect("catalog lock is never poisoned");
+                campaigns.entry(outcome.resource_id.clone()).or_insert_with(|| {
+                    Arc::new(CampaignView { spec: spec.clone(), issued: AtomicU32::new(0) })
+                });
+            }
+            Decision::CouponGranted { .. } => {
+                if let Some(view) = self.campaign(&outcome.resource_id) {
+                    view.issued.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Decision::CouponRedeemed { .. } | Decision::Rejected { .. } => {}
+        }
+    }
+}
+
+impl DecisionListener for OutcomeFeed {
+    fn committed(&self, decided: &[Decided]) {
+        for delivery in decided {
+            self.update_catalog(delivery);
+            let key = (delivery.outcome.resource_id.clone(), delivery.outcome.request_id.clone());
+            let waiting = self.shard(&key).lock().expect("waiter lock is never poisoned").remove(&key);
+            for sender in waiting.into_iter().flatten() {
+                // The caller may have given up (answered 202); that is fine.
+                let _ = sender.send(delivery.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The SQLite journal of the embedded default.
+//!
+//! One writer connection (SQLite has one writer anyway; queueing in the pool is cheaper
+//! than lock retries) and a few reader connections for lookups, in WAL mode so readers
+//! never block the writer. `synchronous = FULL`: a commit is on disk before it returns,
+//! because an answer is shown to a caller only after its decision committed.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use turnstile_schemas::{CampaignSpec, Decision, Outcome};
+
+use crate::{BatchCommit, Error, PartitionLease};
+
+/// Migrations in order; `PRAGMA user_version` records how many were applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_journal.sql")];
+
+/// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
+/// 32766-parameter limit while keeping statement round trips few.
+const INSERT_ROWS_MAX: usize = 1000;
+
+/// How long a connection waits for a lock held by another process (the audit, say).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reader connections for lookups.
+const READERS_MAX: u32 = 4;
+
+/// The SQLite journal. Cheap to clone: it is two connection pools.
+#[derive(Debug, Clone)]
+pub struct SqliteJournal {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+/// A campaign as the journal knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignRow {
+    /// Its id.
+    pub campaign_id: String,
+    /// The partition that owns it.
+    pub partition: u32,
+    /// Its rules.
+    pub spec: CampaignSpec,
+    /// Coupons issued.
+    pub issued: u32,
+}
+
+/// A coupon as the journal knows it, with its campaign's rules for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponRow {
+    /// Coupon id.
+    pub coupon_id: String,
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Holder.
+    pub user_id: String,
+    /// Issue instant.
+    pub issued_at: DateTime<Utc>,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// When it was redeemed, if it was.
+    pub redeemed_at: Option<DateTime<Utc>>,
+    /// The campaign's rules (title, time zone).
+    pub campaign: CampaignSpec,
+}
+
+/// An outcome row as stored, for the audit's byte-for-byte comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutcome {
+    /// Log offset of the record that decided it.
+    pub offset: u64,
+    /// The outcome JSON exactly as committed.
+    pub body: String,
+}
+
+/// A limit the journal's own rows show broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitBreach {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The user, for a per-user limit breach.
+    pub user_id: Option<String>,
+    /// Coupons counted.
+    pub count: u64,
+    /// The limit.
+    pub limit: u64,
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        migrate(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS_MAX)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteJournal { writer, readers })
+    }
+
+    /// Opens an existing journal for reading only (the audit). Writes fail.
+    pub async fn open_read_only(path: &Path) -> Result<Self, Error> {
+        if !path.exists() {
+            return Err(Error::Corrupt(format!("no journal at {}", path.display())));
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let readers = SqlitePoolOptions::new().max_connections(READERS_MAX).connect_with(options).await?;
+        Ok(SqliteJournal { writer: readers.clone(), readers })
+    }
+
+    /// Takes a partition: bumps its epoch (creating its row at offset 0 the first time) and
+    /// returns the new lease. Every earlier holder's commits fail from now on.
+    pub async fn acquire(&self, partition: u32) -> Result<PartitionLease, Error> {
+        let row = sqlx::query(
+            "INSERT INTO partitions (partition, epoch, next_offset) VALUES (?, 1, 0)
+             ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1
+             RETURNING epoch, next_offset",
+        )
+        .bind(partition as i64)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(PartitionLease {
+            partition,
+            epoch: row.try_get::<i64, _>("epoch")? as u64,
+            next_offset: row.try_get::<i64, _>("next_offset")? as u64,
+        })
+    }
+
+    /// Every partition's row (for the audit and lag views).
+    pub async fn partitions(&self) -> Result<Vec<PartitionLease>, Error> {
+        let rows = sqlx::query("SELECT partition, epoch, next_offset FROM partitions ORDER BY partition")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PartitionLease {
+                    partition: row.try_get::<i64, _>("partition")? as u32,
+                    epoch: row.try_get::<i64, _>("epoch")? as u64,
+                    next_offset: row.try_get::<i64, _>("next_offset")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Commits one batch atomically, or changes nothing and returns [`Error::Fenced`] when
+    /// the batch's epoch and starting offset are not the partition's current ones.
+    pub async fn commit(&self, batch: &BatchCommit) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        let fenced = sqlx::query(
+            "UPDATE partitions SET next_offset = ?
+             WHERE partition = ? AND epoch = ? AND next_offset = ?",
+        )
+        .bind(batch.next_offset as i64)
+        .bind(batch.partition as i64)
+        .bind(batch.epoch as i64)
+        .bind(batch.from_offset as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 0;
+        if fenced {
+            tx.rollback().await?;
+            return Err(Error::Fenced {
+                partition: batch.partition,
+                epoch: batch.epoch,
+                from_offset: batch.from_offset,
+            });
+        }
+        insert_outcomes(&mut tx, batch).await?;
+        insert_projections(&mut tx, batch).await?;
+        for letter in &batch.dead_letters {
+            sqlx::query(
+                "INSERT INTO dead_letters (partition, log_offset, reason, payload) VALUES (?, ?, ?, ?)",
+            )
+            .bind(letter.partition as i64)
+            .bind(letter.offset as i64)
+            .bind(&letter.reason)
+            .bind(&letter.payload)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every outcome of a partition in log order, for recovery.
+    pub async fn load_outcomes(&self, partition: u32) -> Result<Vec<Outcome>, Error> {
+        self.stored_outcomes(partition)
+            .await?
+            .iter()
+            .map(|stored| parse_outcome(&stored.body))
+            .collect()
+    }
+
+    /// Every outcome of a partition in log order, as stored.
+    pub async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error> {
+        let rows = sqlx::query(
+            "SELECT log_offset, body FROM outcomes WHERE partition = ? ORDER BY log_offset",
+        )
+        .bind(partition as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredOutcome {
+                    offset: row.try_get::<i64, _>("log_offset")? as u64,
+                    body: row.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The outcome of one request, if it was decided.
+    pub async fn outcome(&self, resource_id: &str, request_id: &str) -> Result<Option<Outcome>, Error> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM outcomes WHERE resource_id = ? AND request_id = ?")
+                .bind(resource_id)
+                .bind(request_id)
+                .fetch_optional(&self.readers)
+                .await?;
+        body.as_deref().map(parse_outcome).transpose()
+    }
+
+    /// Every campaign with its issued count.
+    pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT c.campaign_id, c.partition, c.spec,
+                    (SELECT COUNT(*) FROM coupons k WHERE k.campaign_id = c.campaign_id) AS issued
+             FROM campaigns c ORDER BY c.campaign_id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CampaignRow {
+                    campaign_id: row.try_get("campaign_id")?,
+                    partition: row.try_get::<i64, _>("partition")? as u32,
+                    spec: parse_json(&row.try_get::<String, _>("spec")?)?,
+                    issued: row.try_get::<i64, _>("issued")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// A user's coupons across campaigns, oldest first.
+    pub async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT k.coupon_id, k.campaign_id, k.user_id, k.issued_at, k.expires_at,
+                    k.redeemed_at, c.spec
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             WHERE k.user_id = ? ORDER BY k.issued_at, k.coupon_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let redeemed_at: Option<String> = row.try_get("redeemed_at")?;
+                Ok(CouponRow {
+                    coupon_id: row.try_get("coupon_id")?,
+                    campaign_id: row.try_get("campaign_id")?,
+                    user_id: row.try_get("user_id")?,
+                    issued_at: parse_time(&row.try_get::<String, _>("issued_at")?)?,
+                    expires_at: parse_time(&row.try_get::<String, _>("expires_at")?)?,
+                    redeemed_at: redeemed_at.as_deref().map(parse_time).transpose()?,
+                    campaign: parse_json(&row.try_get::<String, _>("spec")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Campaigns with more coupons than capacity, and users over their per-user limit.
+    pub async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error> {
+        let rows = sqlx::query(
+            "SELECT c.campaign_id, NULL AS user_id, COUNT(*) AS n, c.capacity AS lim
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             GROUP BY c.campaign_id HAVING COUNT(*) > c.capacity
+             UNION ALL
+             SELECT c.campaign_id, k.user_id, COUNT(*) AS n, c.per_user_limit AS lim
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             GROUP BY c.campaign_id, k.user_id HAVING COUNT(*) > c.per_user_limit",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LimitBreach {
+                    campaign_id: row.try_get("campaign_id")?,
+                    user_id: row.try_get("user_id")?,
+                    count: row.try_get::<i64, _>("n")? as u64,
+                    limit: row.try_get::<i64, _>("lim")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Dead letters of a partition, in log order: `(offset, reason)`.
+    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
+        let rows = sqlx::query(
+            "SELECT log_offset, reason FROM dead_letters WHERE partition = ? ORDER BY log_offset",
+        )
+        .bind(partition as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("log_offset")? as u64, row.try_get("reason")?)))
+            .collect()
+    }
+
+    /// Number of outbox rows (work handed to the sinks).
+    pub async fn outbox_len(&self) -> Result<u64, Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.readers).await?;
+        Ok(n as u64)
+    }
+
+    /// Closes the connections.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), Error> {
+    let applied: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await?;
+    let applied = applied as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Corrupt(format!(
+            "the journal has schema version {applied}; this build knows up to {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
+
+async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
+    let rows: Vec<(&Outcome, String)> = batch
+        .outcomes
+        .iter()
+        .map(|outcome| (outcome.as_ref(), outcome_json(outcome)))
+        .collect();
+    for chunk in rows.chunks(INSERT_ROWS_MAX) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outcomes (resource_id, request_id, partition, log_offset, user_id, status, body) ",
+        );
+        insert.push_values(chunk, |mut row, (outcome, body)| {
+            row.push_bind(outcome.resource_id.as_str())
+                .push_bind(outcome.request_id.as_str())
+                .push_bind(outcome.position.partition as i64)
+                .push_bind(outcome.position.offset as i64)
+                .push_bind(outcome.user_id.as_str())
+                .push_bind(decision_status(&outcome.decision))
+                .push_bind(body.as_str());
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes the rows derived from the batch's outcomes: campaigns, coupons and outbox.
+async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
+    let changed: Vec<&Outcome> = batch
+        .outcomes
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|outcome| !matches!(outcome.decision, Decision::Rejected { .. }))
+        .collect();
+    let mut granted = Vec::new();
+    for outcome in &changed {
+        match &outcome.decision {
+            Decision::CampaignCreated { spec } => {
+                // A repeated create with an identical spec is also "created": ignore it.
+                sqlx::query(
+                    "INSERT OR IGNORE INTO campaigns
+                     (campaign_id, partition, capacity, per_user_limit, spec) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&outcome.resource_id)
+                .bind(outcome.position.partition as i64)
+                .bind(spec.capacity as i64)
+                .bind(spec.per_user_limit as i64)
+                .bind(serde_json::to_string(spec).expect("specs serialise"))
+                .execute(&mut **tx)
+                .await?;
+            }
+            Decision::CouponGranted { coupon } => granted.push((outcome, coupon)),
+            Decision::CouponRedeemed { coupon_id, redeemed_at } => {
+                let updated = sqlx::query(
+                    "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
+                )
+                .bind(time_text(redeemed_at))
+                .bind(coupon_id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if updated != 1 {
+                    return Err(Error::Corrupt(format!(
+                        "redeem of {coupon_id} found no unredeemed coupon row"
+                    )));
+                }
+            }
+            Decision::Rejected { .. } => unreachable!("filtered out above"),
+        }
+    }
+    for chunk in granted.chunks(INSERT_ROWS_MAX) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO coupons (coupon_id, campaign_id, user_id, request_id, issued_at, expires_at) ",
+        );
+        insert.push_values(chunk, |mut row, (outcome, coupon)| {
+            row.push_bind(coupon.coupon_id.as_str())
+                .push_bind(coupon.campaign_id.as_str())
+                .push_bind(coupon.user_id.as_str())
+                .push_bind(outcome.request_id.as_str())
+                .push_bind(time_text(&coupon.issued_at))
+                .push_bind(time_text(&coupon.expires_at));
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    for chunk in changed.chunks(INSERT_ROWS_MAX) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (outcome_id, partition, log_offset, kind, body) ",
+        );
+        insert.push_values(chunk, |mut row, outcome| {
+            row.push_bind(outcome.position.outcome_id())
+                .push_bind(outcome.position.partition as i64)
+                .push_bind(outcome.position.offset as i64)
+                .push_bind(decision_status(&outcome.decision))
+                .push_bind(outcome_json(outcome));
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The outcome's canonical JSON: what the journal stores and a replay must reproduce.
+pub fn outcome_json(outcome: &Outcome) -> String {
+    serde_json::to_string(outcome).expect("outcomes serialise")
+}
+
+fn decision_status(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::CampaignCreated { .. } => "campaign_created",
+        Decision::CouponGranted { .. } => "coupon_granted",
+        Decision::CouponRedeemed { .. } => "coupon_redeemed",
+        Decision::Rejected { reason } => reason.code(),
+    }
+}
+
+fn time_text(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::Corrupt(format!("bad timestamp {text:?}: {e}")))
+}
+
+fn parse_outcome(body: &str) -> Result<Outcome, Error> {
+    parse_json(body)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("unreadable row {text:?}: {e}")))
+}

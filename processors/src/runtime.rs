@@ -1,0 +1,309 @@
+//! The partition runtime: the imperative shell around [`PartitionState`].
+//!
+//! One [`PartitionProcessor`] owns one log partition. On start it takes the partition in
+//! the journal (bumping the epoch fences any earlier owner), restores state from the
+//! journal's outcomes and continues from the journal's offset. Then, batch after batch, it
+//! reads records, decides them in log order, commits outcomes + projections + next offset
+//! in one transaction, and only after the commit tells its [`DecisionListener`] — so no
+//! caller ever sees a decision that is not durable. `docs/exactly-once.md` is the contract.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use turnstile_journal::{BatchCommit, DeadLetter, PartitionLease, SqliteJournal};
+use turnstile_log::{partition_for, EmbeddedLog, LogRecord};
+use turnstile_schemas::{Envelope, LogPosition, Outcome};
+
+use crate::partition::PartitionState;
+
+/// How a partition processor batches its work.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Most log records decided and committed in one journal transaction. Larger batches
+    /// amortise the commit; smaller ones answer callers sooner under light load.
+    pub batch_commands_max: usize,
+    /// Pause before re-taking a partition after a retriable failure.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig { batch_commands_max: 4096, retry_backoff_ms: 200 }
+    }
+}
+
+/// Told about decisions once they are durable (e.g. the HTTP edge answering waiting callers).
+pub trait DecisionListener: Send + Sync + 'static {
+    /// Called after each committed batch, with every record of the batch that has an
+    /// outcome, in log order. Must not block: it runs on the processor's task.
+    fn committed(&self, decided: &[Decided]);
+}
+
+/// A log record and the outcome it was answered with.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The request's one outcome. For a duplicate delivery it is the earlier outcome.
+    pub outcome: Arc<Outcome>,
+    /// Where this delivery sat on the log; equal to `outcome.position` for the first one.
+    pub delivery: LogPosition,
+}
+
+impl Decided {
+    /// True for the delivery that made the decision, false for duplicates.
+    pub fn is_first(&self) -> bool {
+        self.outcome.position == self.delivery
+    }
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The journal failed or fenced us.
+    #[error(transparent)]
+    Journal(#[from] turnstile_journal::Error),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] turnstile_log::Error),
+    /// The journal has decided further than the log holds: the log lost acknowledged
+    /// records. Never continue from here; it needs an operator.
+    #[error("partition {partition}: the journal has decided up to offset {journal_offset} but the log ends at {log_end}; the log lost records")]
+    LogBehindJournal {
+        /// The partition.
+        partition: u32,
+        /// Where the journal says decisions reached.
+        journal_offset: u64,
+        /// Where the log ends.
+        log_end: u64,
+    },
+}
+
+impl Error {
+    /// Whether re-taking the partition can help.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Journal(e) => e.is_retriable(),
+            Error::Log(e) => e.is_retriable(),
+            Error::LogBehindJournal { .. } => false,
+        }
+    }
+}
+
+/// The single writer of one partition.
+#[derive(Debug)]
+pub struct PartitionProcessor<L: DecisionListener> {
+    lease: PartitionLease,
+    state: PartitionState,
+    log: EmbeddedLog,
+    journal: SqliteJournal,
+    listener: Arc<L>,
+    config: ProcessorConfig,
+}
+
+impl<L: DecisionListener> PartitionProcessor<L> {
+    /// Takes `partition` (fencing any earlier owner) and restores its state.
+    pub async fn recover(
+        partition: u32,
+        log: EmbeddedLog,
+        journal: SqliteJournal,
+        listener: Arc<L>,
+        config: ProcessorConfig,
+    ) -> Result<Self, Error> {
+        let lease = journal.acquire(partition).await?;
+        let log_end = log.end_offset(partition);
+        if lease.next_offset > log_end {
+            return Err(Error::LogBehindJournal {
+                partition,
+                journal_offset: lease.next_offset,
+                log_end,
+            });
+        }
+        let mut state = PartitionState::default();
+        for outcome in journal.load_outcomes(partition).await? {
+            state.restore(outcome);
+        }
+        tracing::info!(
+            partition,
+            epoch = lease.epoch,
+            next_offset = lease.next_offset,
+            decided = state.decided_count(),
+            "partition recovered"
+        );
+        Ok(PartitionProcessor { lease, state, log, journal, listener, config })
+    }
+
+    /// Decides everything on the log up to its end as of this call.
+    pub async fn catch_up(&mut self) -> Result<(), Error> {
+        let end = self.log.end_offset(self.lease.partition);
+        while self.lease.next_offset < end {
+            let records = self.log.read_now(
+                self.lease.partition,
+                self.lease.next_offset,
+                self.config.batch_commands_max,
+            )?;
+            self.process(&records).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides batch after batch until `shutdown` turns true or an error stops it.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+        loop {
+            let records = self
+                .log
+                .read(
+                    self.lease.partition,
+                    self.lease.next_offset,
+                    self.config.batch_commands_max,
+                    &mut shutdown,
+                )
+                .await?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            self.process(&records).await?;
+        }
+    }
+
+    /// Decides `records` (consecutive, starting at the lease's next offset) and commits them.
+    async fn process(&mut self, records: &[LogRecord]) -> Result<(), Error> {
+        let partition = self.lease.partition;
+        let first = records.first().map_or(self.lease.next_offset, |r| r.offset);
+        assert_eq!(first, self.lease.next_offset, "the log returned records out of order");
+        let mut batch = BatchCommit {
+            partition,
+            epoch: self.lease.epoch,
+            from_offset: self.lease.next_offset,
+            next_offset: self.lease.next_offset + records.len() as u64,
+            ..BatchCommit::default()
+        };
+        let mut decided = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            assert_eq!(record.offset, first + index as u64, "log offsets are dense");
+            let delivery = LogPosition { partition, offset: record.offset };
+            match decode_record(record, partition, self.log.partitions()) {
+                Ok(envelope) => {
+                    let applied = self.state.apply(&envelope, delivery);
+                    if applied.is_new {
+                        batch.outcomes.push(applied.outcome.clone());
+                    }
+                    decided.push(Decided { outcome: applied.outcome, delivery });
+                }
+                Err(reason) => {
+                    tracing::warn!(partition, offset = record.offset, %reason, "dead-lettered a log record");
+                    batch.dead_letters.push(DeadLetter {
+                        partition,
+                        offset: record.offset,
+                        reason,
+                        payload: record.payload.to_vec(),
+                    });
+                }
+            }
+        }
+        self.journal.commit(&batch).await?;
+        self.lease.next_offset = batch.next_offset;
+        self.listener.committed(&decided);
+        Ok(())
+    }
+
+}
+
+/// Parses a record read from `partition`; a record that is not a valid command for this
+/// partition is dead-lettered with the returned reason. The audit's replay uses this too.
+pub fn decode_record(record: &LogRecord, partition: u32, partitions: u32) -> Result<Envelope, String> {
+    let envelope = Envelope::from_log_bytes(&record.payload)?;
+    let owner = partition_for(&envelope.resource_id, partitions);
+    if owner != partition {
+        return Err(format!(
+            "resource {:?} belongs to partition {owner}, not {partition}",
+            envelope.resource_id
+        ));
+    }
+    Ok(envelope)
+}
+
+/// One processor per partition of a log, supervised: a retriable failure re-takes the
+/// partition (reloading state from the journal, because memory may be ahead of it).
+#[derive(Debug)]
+pub struct ProcessorGroup {
+    tasks: JoinSet<Result<(), Error>>,
+}
+
+impl ProcessorGroup {
+    /// Recovers every partition and decides everything already on the log, then starts
+    /// the processors. When this returns, every record logged before the call is decided.
+    pub async fn start<L: DecisionListener>(
+        log: EmbeddedLog,
+        journal: SqliteJournal,
+        listener: Arc<L>,
+        config: ProcessorConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, Error> {
+        let mut tasks = JoinSet::new();
+        for partition in 0..log.partitions() {
+            let mut processor = PartitionProcessor::recover(
+                partition,
+                log.clone(),
+                journal.clone(),
+                listener.clone(),
+                config.clone(),
+            )
+            .await?;
+            processor.catch_up().await?;
+            tasks.spawn(supervise(processor, shutdown.clone()));
+        }
+        Ok(ProcessorGroup { tasks })
+    }
+
+    /// Waits for every processor to stop; the first error, if any.
+    pub async fn join(mut self) -> Result<(), Error> {
+        let mut first_error = None;
+        while let Some(result) = self.tasks.join_next().await {
+            let result = result.expect("processor tasks do not panic");
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn supervise<L: DecisionListener>(
+    processor: PartitionProcessor<L>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let partition = processor.lease.partition;
+    let (log, journal, listener, config) = (
+        processor.log.clone(),
+        processor.journal.clone(),
+        processor.listener.clone(),
+        processor.config.clone(),
+    );
+    let mut result = processor.run(shutdown.clone()).await;
+    loop {
+        match result {
+            Err(e) if e.is_retriable() && !*shutdown.borrow() => {
+                tracing::warn!(partition, error = %e, "partition processor failed; re-taking the partition");
+                tokio::time::sleep(Duration::from_millis(config.retry_backoff_ms)).await;
+                result = match PartitionProcessor::recover(
+                    partition,
+                    log.clone(),
+                    journal.clone(),
+                    listener.clone(),
+                    config.clone(),
+                )
+                .await
+                {
+                    Ok(processor) => processor.run(shutdown.clone()).await,
+                    Err(e) => Err(e),
+                };
+            }
+            Err(e) => {
+                tracing::error!(partition, error = %e, "partition processor stopped");
+                return Err(e);
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}

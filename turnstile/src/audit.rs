@@ -1,0 +1,174 @@
+//! `turnstile audit`: checks the invariants from the journal and a replay of the log.
+//!
+//! - No oversell and limits hold (invariants 1, 2): counted from the journal's coupons.
+//! - One outcome per request (3): every record of the log below the partition's journal
+//!   offset is either a dead letter, a duplicate of a decided request, or has exactly one
+//!   stored outcome, and no stored outcome lacks its record.
+//! - Fair order and determinism (5, 6): replaying the log through a fresh state machine
+//!   reproduces every stored outcome byte for byte, in log order.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Context;
+use turnstile_journal::{outcome_json, SqliteJournal};
+use turnstile_log::EmbeddedLog;
+use turnstile_processors::runtime::decode_record;
+use turnstile_processors::PartitionState;
+use turnstile_schemas::LogPosition;
+
+use crate::stack::{journal_path, log_dir};
+
+/// Records read from the log per step of the replay.
+const REPLAY_BATCH_RECORDS_MAX: usize = 8192;
+/// Problems listed in full; beyond this only counted.
+const PROBLEMS_SHOWN_MAX: usize = 20;
+
+/// What the audit found.
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    /// Log records replayed.
+    pub records: u64,
+    /// Outcomes in the journal, all compared.
+    pub outcomes: u64,
+    /// Duplicate deliveries (retries) answered with an earlier outcome.
+    pub duplicates: u64,
+    /// Dead-lettered records.
+    pub dead_letters: u64,
+    /// Coupons issued, over all campaigns.
+    pub coupons: u64,
+    /// Invariant breaches found; empty means the audit passed.
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// True when every invariant held.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "audit: {} log records replayed, {} outcomes compared byte for byte, {} duplicate deliveries, {} dead letters, {} coupons",
+            self.records, self.outcomes, self.duplicates, self.dead_letters, self.coupons
+        )?;
+        if self.passed() {
+            writeln!(f, "audit: PASSED — no oversell, limits held, one outcome per request, replay identical")
+        } else {
+            writeln!(f, "audit: FAILED — {} problem(s):", self.problems.len())?;
+            for problem in self.problems.iter().take(PROBLEMS_SHOWN_MAX) {
+                writeln!(f, "  - {problem}")?;
+            }
+            if self.problems.len() > PROBLEMS_SHOWN_MAX {
+                writeln!(f, "  … and {} more", self.problems.len() - PROBLEMS_SHOWN_MAX)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Audits the data directory of an embedded stack (which may be running).
+pub async fn audit_data_dir(data_dir: &Path) -> anyhow::Result<AuditReport> {
+    let journal = SqliteJournal::open_read_only(&journal_path(data_dir))
+        .await
+        .with_context(|| format!("cannot open the journal in {}", data_dir.display()))?;
+    let log = EmbeddedLog::open_read_only(&log_dir(data_dir))
+        .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
+    let report = audit(&journal, &log).await;
+    journal.close().await;
+    report
+}
+
+/// Audits a journal against the log it was decided from.
+pub async fn audit(journal: &SqliteJournal, log: &EmbeddedLog) -> anyhow::Result<AuditReport> {
+    let mut report = AuditReport::default();
+    for breach in journal.limit_breaches().await? {
+        let who = breach.user_id.map_or(String::new(), |user| format!(" to user {user:?}"));
+        report.problem(format!(
+            "campaign {:?} issued {} coupons{who}; the limit is {}",
+            breach.campaign_id, breach.count, breach.limit
+        ));
+    }
+    report.coupons = journal.campaigns().await?.iter().map(|c| u64::from(c.issued)).sum();
+    for lease in journal.partitions().await? {
+        replay_partition(journal, log, lease.partition, lease.next_offset, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn replay_partition(
+    journal: &SqliteJournal,
+    log: &EmbeddedLog,
+    partition: u32,
+    decided_until: u64,
+    report: &mut AuditReport,
+) -> anyhow::Result<()> {
+    let log_end = log.end_offset(partition);
+    if decided_until > log_end {
+        report.problem(format!(
+            "partition {partition}: journal decided up to offset {decided_until}, but the log ends at {log_end}"
+        ));
+        return Ok(());
+    }
+    let stored = journal.stored_outcomes(partition).await?;
+    report.outcomes += stored.len() as u64;
+    let dead_letters: HashSet<u64> =
+        journal.dead_letters(partition).await?.into_iter().map(|(offset, _)| offset).collect();
+    let mut stored = stored.into_iter().peekable();
+    let mut state = PartitionState::default();
+    let mut offset = 0;
+    while offset < decided_until {
+        let wanted = ((decided_until - offset) as usize).min(REPLAY_BATCH_RECORDS_MAX);
+        let records = log.read_now(partition, offset, wanted)?;
+        anyhow::ensure!(!records.is_empty(), "log partition {partition} has no record at offset {offset}");
+        for record in records {
+            report.records += 1;
+            offset = record.offset + 1;
+            let envelope = match decode_record(&record, partition, log.partitions()) {
+                Ok(envelope) => envelope,
+                Err(reason) => {
+                    report.dead_letters += 1;
+                    if !dead_letters.contains(&record.offset) {
+                        report.problem(format!(
+                            "partition {partition} offset {}: undecodable ({reason}) but not dead-lettered",
+                            record.offset
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let applied = state.apply(&envelope, LogPosition { partition, offset: record.offset });
+            if !applied.is_new {
+                report.duplicates += 1;
+                continue;
+            }
+            let replayed = outcome_json(&applied.outcome);
+            match stored.next_if(|s| s.offset == record.offset) {
+                Some(original) if original.body == replayed => {}
+                Some(original) => report.problem(format!(
+                    "partition {partition} offset {}: replay decided {replayed} but the journal holds {}",
+                    record.offset, original.body
+                )),
+                None => report.problem(format!(
+                    "partition {partition} offset {}: request {:?} has no outcome in the journal",
+                    record.offset, envelope.request_id
+                )),
+            }
+        }
+    }
+    for extra in stored {
+        report.problem(format!(
+            "partition {partition} offset {}: the journal holds an outcome the replay did not produce: {}",
+            extra.offset, extra.body
+        ));
+    }
+    Ok(())
+}

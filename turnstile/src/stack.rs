@@ -1,0 +1,103 @@
+//! The embedded stack: log, journal, processors and edge in one process, no servers.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
+use turnstile_journal::SqliteJournal;
+use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
+use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
+
+/// Where the embedded stack keeps its files and how it runs.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Directory for the log (`log/`) and the journal (`journal.sqlite`).
+    pub data_dir: PathBuf,
+    /// Log partitions; fixed when the data directory is created.
+    pub partitions: u32,
+    /// HTTP address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The edge's settings.
+    pub edge: EdgeConfig,
+    /// The processors' settings.
+    pub processor: ProcessorConfig,
+}
+
+/// Paths inside a data directory.
+pub fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+/// The journal file of a data directory.
+pub fn journal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal.sqlite")
+}
+
+/// A running embedded stack.
+#[derive(Debug)]
+pub struct EmbeddedStack {
+    /// The address the edge listens on.
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    edge: JoinHandle<std::io::Result<()>>,
+    processors: ProcessorGroup,
+    log: EmbeddedLog,
+    journal: SqliteJournal,
+    /// Held for the stack's life: one writer per data directory.
+    _lock: File,
+}
+
+impl EmbeddedStack {
+    /// Opens the data directory, recovers every partition (deciding whatever is already on
+    /// the log), then starts serving. Requests are only accepted once recovery is done.
+    pub async fn start(config: &StackConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        let lock_path = config.data_dir.join("turnstile.lock");
+        let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another turnstile process is using {}; stop it or choose another --data-dir",
+                config.data_dir.display()
+            );
+        }
+        let log = EmbeddedLog::open(EmbeddedLogConfig::new(log_dir(&config.data_dir), config.partitions))
+            .context("cannot open the embedded log")?;
+        let journal = SqliteJournal::open(&journal_path(&config.data_dir))
+            .await
+            .context("cannot open the journal")?;
+        let feed = Arc::new(OutcomeFeed::new(journal.campaigns().await?));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let processors = ProcessorGroup::start(
+            log.clone(),
+            journal.clone(),
+            feed.clone(),
+            config.processor.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        .context("cannot recover the partitions")?;
+        let listener = turnstile_ingest::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
+        let edge = tokio::spawn(edge.serve(listener, shutdown_rx));
+        Ok(EmbeddedStack { addr, shutdown, edge, processors, log, journal, _lock: lock })
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, stops the processors and
+    /// flushes the log.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        // Send only fails when every receiver is gone, i.e. everything already stopped.
+        let _ = self.shutdown.send(true);
+        self.edge.await.context("the edge task panicked")??;
+        self.processors.join().await?;
+        self.log.close().await?;
+        self.journal.close().await;
+        Ok(())
+    }
+}
