@@ -20,7 +20,7 @@
 //! per-request task, one connection per worker with requests sent strictly in sequence. The only
 //! work per answer is reading the body and, for the few statuses that need it, picking one or two
 //! fields out of the JSON. Each worker keeps its own counters and latency histogram; they are
-//! merged once at the end, so workers share nothing but the atomic "next user" counter.
+//! merged once at the end, so workers share nothing but a few atomic counters.
 //!
 //! # Users, keys and replays
 //!
@@ -106,6 +106,16 @@ pub enum LoadgenError {
         #[source]
         source: std::io::Error,
     },
+    /// A single request ([`post_json`]) got no answer, or could not be made.
+    #[error("POST {path} to {target} failed: {message}")]
+    Request {
+        /// The server.
+        target: SocketAddr,
+        /// The request path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A worker task panicked or was cancelled (a bug in this module).
     #[error("a load generator worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
@@ -127,7 +137,8 @@ pub struct ClaimRace {
     /// [`DEFAULT_CONNECTIONS`]. Never more workers than users are started.
     pub connections: usize,
     /// Every k-th user (users `k-1`, `2k-1`, …; 0 = never) sends its claim a second time with
-    /// the same key after the first answer, to exercise idempotent replay.
+    /// the same key after the first answer, to exercise idempotent replay. (A user whose first
+    /// claim got no answer at all, even after transport retries, does not replay.)
     pub retry_every: u64,
     /// Draw a progress bar (requests done / total, rate, ETA) on stderr. It stays hidden when
     /// this is false or when stderr is not a terminal.
@@ -135,7 +146,8 @@ pub struct ClaimRace {
 }
 
 impl ClaimRace {
-    /// Total number of requests the race sends: one per user plus one per replaying user.
+    /// Number of requests the race sends when every one is answered: one per user plus one per
+    /// replaying user. The progress bar counts up to this.
     pub fn total_requests(&self) -> u64 {
         self.users + replaying_users(self.users, self.retry_every)
     }
@@ -315,14 +327,13 @@ impl RaceReport {
     /// Multi-line human report section (requests, req/s, p50/p99/p99.9/max ms, answer counts).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        // Writing to a String cannot fail.
+        // Writing to a String cannot fail: the results of `writeln!` are ignored below.
         let _ = writeln!(
             out,
-            "  requests      {} in {:.2} s over {} connections ({} opened): {} req/s",
+            "  requests      {} in {:.2} s over {} connections: {} req/s",
             thousands(self.requests),
             self.elapsed.as_secs_f64(),
             self.connections,
-            thousands(self.connections_opened),
             thousands(self.requests_per_sec().round() as u64),
         );
         let _ = writeln!(
@@ -333,35 +344,48 @@ impl RaceReport {
             self.latency_ms_at(0.999),
             self.latency_us.max() as f64 / 1000.0,
         );
+        let _ = writeln!(out, "  granted       {} (201)", thousands(self.granted));
         let _ = writeln!(
             out,
-            "  answers       {} granted (201), {} replayed (200), {} sold out (409), \
-             {} other rejections (409), {} pending (202), {} errors",
-            thousands(self.granted),
-            thousands(self.replayed),
+            "  refused       {} sold out, {} for other reasons (409)",
             thousands(self.sold_out),
             thousands(self.other_rejections),
-            thousands(self.accepted_pending),
-            thousands(self.errors),
         );
+        let _ = write!(out, "  replayed      {} (200)", thousands(self.replayed));
         if self.replays_checked > 0 || self.replay_mismatches > 0 {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "  replays       {} compared with the first answer, {} mismatches",
+                "; {} replays compared with the first answer, {} mismatches",
                 thousands(self.replays_checked),
                 thousands(self.replay_mismatches),
             );
         }
-        if self.connection_errors > 0 || self.abandoned > 0 {
+        out.push('\n');
+        if self.accepted_pending > 0 {
             let _ = writeln!(
                 out,
-                "  transport     {} failed tries, {} requests given up{}",
-                thousands(self.connection_errors),
+                "  pending       {} (202: accepted, not decided in time)",
+                thousands(self.accepted_pending),
+            );
+        }
+        if self.errors == 0 {
+            out.push_str("  errors        0\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "  errors        {} ({} other statuses, {} without an answer)",
+                thousands(self.errors),
+                thousands(self.errors.saturating_sub(self.abandoned)),
                 thousands(self.abandoned),
-                self.last_transport_error
-                    .as_deref()
-                    .map(|e| format!(" (last: {e})"))
-                    .unwrap_or_default(),
+            );
+        }
+        if self.connection_errors > 0 {
+            let _ = writeln!(
+                out,
+                "  transport     {} failed tries, {} connections opened; last failure: {}",
+                thousands(self.connection_errors),
+                thousands(self.connections_opened),
+                self.last_transport_error.as_deref().unwrap_or("unknown"),
             );
         }
         if self.unsent > 0 {
@@ -416,13 +440,14 @@ fn new_histogram() -> Histogram<u64> {
 /// `1234567` as `1,234,567`.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
+    let (head, tail) = digits.split_at(digits.len() % 3);
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        let left = digits.len() - i;
-        if i > 0 && left % 3 == 0 {
+    out.push_str(head);
+    for group in tail.as_bytes().chunks(3) {
+        if !out.is_empty() {
             out.push(',');
         }
-        out.push(c);
+        out.push_str(std::str::from_utf8(group).expect("decimal digits are ASCII"));
     }
     out
 }
@@ -441,7 +466,7 @@ fn claims_uri(campaign_id: &str) -> Option<Uri> {
     Uri::try_from(path).ok()
 }
 
-/// State every worker reads; the two counters are the only shared writes.
+/// State every worker reads; its atomics are the only shared writes.
 #[derive(Debug)]
 struct Shared {
     target: SocketAddr,
@@ -496,17 +521,27 @@ enum Answer {
     TransportError,
 }
 
+/// What a decided answer says, for comparing a replay with the first answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict<'a> {
+    /// A coupon, with its id when the body carried one.
+    Granted(Option<&'a str>),
+    /// No coupon, for whatever reason.
+    Refused,
+}
+
 impl Answer {
-    /// For a decided answer: `Some(Some(coupon))` for a grant, `Some(None)` for a refusal;
-    /// `None` when undecided or failed.
-    fn decision(&self) -> Option<Option<Option<&str>>> {
+    /// The verdict of a decided answer; `None` when undecided or failed.
+    fn verdict(&self) -> Option<Verdict<'_>> {
         match self {
-            Answer::Granted { coupon_id } => Some(Some(coupon_id.as_deref())),
-            Answer::Replayed {
+            Answer::Granted { coupon_id }
+            | Answer::Replayed {
                 granted: true,
                 coupon_id,
-            } => Some(Some(coupon_id.as_deref())),
-            Answer::Replayed { granted: false, .. } | Answer::Rejected { .. } => Some(None),
+            } => Some(Verdict::Granted(coupon_id.as_deref())),
+            Answer::Replayed { granted: false, .. } | Answer::Rejected { .. } => {
+                Some(Verdict::Refused)
+            }
             Answer::Pending | Answer::HttpError | Answer::TransportError => None,
         }
     }
@@ -592,7 +627,7 @@ fn classify(status: StatusCode, body: &[u8]) -> Answer {
 /// Whether the answer to a replay contradicts the first answer for the same key. Only decided
 /// answers can be compared: `None` when either side was pending or failed.
 fn replay_contradicts(first: &Answer, replay: &Answer) -> Option<bool> {
-    Some(first.decision()? != replay.decision()?)
+    Some(first.verdict()? != replay.verdict()?)
 }
 
 /// One worker's counters, merged into the report at the end.
@@ -719,7 +754,8 @@ impl Worker {
 
             let first = self.claim(&key_header, &body).await;
             self.tally.count(&key, &first);
-            if replays(user, retry_every) {
+            // A replay needs a first answer to compare with.
+            if replays(user, retry_every) && first != Answer::TransportError {
                 let replay = self.claim(&key_header, &body).await;
                 self.tally.count(&key, &replay);
                 if let Some(contradicts) = replay_contradicts(&first, &replay) {
@@ -792,13 +828,12 @@ impl Worker {
         };
         let reused = conn.answered > 0;
 
-        let mut request = Request::new(Full::new(body.clone()));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.shared.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(HOST, self.shared.host.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(IDEMPOTENCY_KEY, key.clone());
+        let request = json_post(
+            self.shared.uri.clone(),
+            self.shared.host.clone(),
+            key.clone(),
+            body.clone(),
+        );
 
         let sender = &mut conn.sender;
         sender.ready().await.map_err(|e| AttemptError {
@@ -821,6 +856,71 @@ impl Worker {
         conn.answered += 1;
         Ok((status, body))
     }
+}
+
+/// `POST {uri}` with a JSON body and an idempotency key. Everything it takes is already
+/// validated or shared, so building it cannot fail and copies nothing large.
+fn json_post(uri: Uri, host: HeaderValue, key: HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(HOST, host);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(IDEMPOTENCY_KEY, key);
+    request
+}
+
+/// Sends one `POST {path}` with a JSON `body` and `Idempotency-Key: {idempotency_key}` and
+/// returns the status code and the body as text, whatever the status. For the calls around a
+/// race, such as creating the campaign; it opens a connection of its own.
+///
+/// Transport failures are retried on a fresh connection (the idempotency key makes that safe)
+/// up to [`MAX_TRANSPORT_RETRIES`] times, each try bounded by [`REQUEST_TIMEOUT`].
+pub async fn post_json(
+    target: SocketAddr,
+    path: &str,
+    idempotency_key: &str,
+    body: &str,
+) -> Result<(u16, String), LoadgenError> {
+    let error = |message: String| LoadgenError::Request {
+        target,
+        path: path.to_owned(),
+        message,
+    };
+    let uri = Uri::try_from(path).map_err(|e| error(format!("invalid path: {e}")))?;
+    let key = HeaderValue::from_str(idempotency_key)
+        .map_err(|e| error(format!("invalid idempotency key: {e}")))?;
+    let host = HeaderValue::from_str(&target.to_string())
+        .expect("a socket address is a valid Host header value");
+    let body = Bytes::copy_from_slice(body.as_bytes());
+
+    let mut last_failure = String::new();
+    for _ in 0..=MAX_TRANSPORT_RETRIES {
+        let request = json_post(uri.clone(), host.clone(), key.clone(), body.clone());
+        let exchange = async {
+            let mut conn = connect(target).await.map_err(|e| e.message)?;
+            let response = conn
+                .sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(failure)) => last_failure = failure,
+            Err(_) => last_failure = format!("no answer within {REQUEST_TIMEOUT:?}"),
+        }
+    }
+    Err(error(last_failure))
 }
 
 /// A TCP connection with Nagle off, or why not, within [`CONNECT_TIMEOUT`].
@@ -1055,6 +1155,6 @@ mod tests {
         let report = RaceReport::empty();
         assert_eq!(report.requests_per_sec(), 0.0);
         assert_eq!(report.latency_ms_at(0.99), 0.0);
-        assert!(report.render().contains("0 granted"));
+        assert!(report.render().contains("granted       0 (201)"));
     }
 }
