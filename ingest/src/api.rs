@@ -24,8 +24,8 @@ use serde_json::json;
 use turnstile_log::partition_for;
 use turnstile_processors::runtime::Decided;
 use turnstile_schemas::{
-    validate_id, CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition,
-    Outcome, ENVELOPE_VERSION,
+    validate_id, CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope,
+    LogPosition, Outcome, ENVELOPE_VERSION,
 };
 
 use crate::error::Failure;
@@ -44,15 +44,25 @@ pub fn router(edge: Edge) -> Router {
         .route("/v1/campaigns", post(create_campaign))
         .route("/v1/campaigns/{campaign_id}", get(campaign))
         .route("/v1/campaigns/{campaign_id}/claims", post(claim))
-        .route("/v1/campaigns/{campaign_id}/coupons/{coupon_id}/redeem", post(redeem))
-        .route("/v1/campaigns/{campaign_id}/requests/{request_id}", get(request_status))
+        .route(
+            "/v1/campaigns/{campaign_id}/coupons/{coupon_id}/redeem",
+            post(redeem),
+        )
+        .route(
+            "/v1/campaigns/{campaign_id}/requests/{request_id}",
+            get(request_status),
+        )
         .route("/v1/users/{user_id}/coupons", get(user_coupons))
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
                 .fix("see the API table in the README")
         })
         .method_not_allowed_fallback(|| async {
-            Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(edge)
@@ -80,15 +90,29 @@ async fn create_campaign(
 ) -> Answer {
     let request_id = idempotency_key(&headers)?;
     let Json(body) = body?;
-    validate_id("campaign_id", &body.campaign_id).map_err(|m| Failure::invalid("invalid_campaign_id", m))?;
-    body.spec.validate().map_err(|m| Failure::invalid("invalid_campaign", m))?;
+    validate_id("campaign_id", &body.campaign_id)
+        .map_err(|m| Failure::invalid("invalid_campaign_id", m))?;
+    body.spec
+        .validate()
+        .map_err(|m| Failure::invalid("invalid_campaign", m))?;
     let command = CouponCommand::CreateCampaign { spec: body.spec };
-    submit(&edge, &headers, request_id, body.campaign_id, OPERATOR_USER_ID.into(), command).await
+    submit(
+        &edge,
+        &headers,
+        request_id,
+        body.campaign_id,
+        OPERATOR_USER_ID.into(),
+        command,
+    )
+    .await
 }
 
 async fn campaign(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {
     let Path(campaign_id) = path?;
-    let view = edge.feed.campaign(&campaign_id).ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    let view = edge
+        .feed
+        .campaign(&campaign_id)
+        .ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
     let issued = view.issued();
     Ok(Json(json!({
         "campaign_id": campaign_id,
@@ -110,17 +134,35 @@ async fn claim(
     let request_id = idempotency_key(&headers)?;
     let Json(body) = body?;
     validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
-    let view = edge.feed.campaign(&campaign_id).ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    let view = edge
+        .feed
+        .campaign(&campaign_id)
+        .ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
         // its recorded outcome (a winner retrying must see the win, not "sold out").
-        let recorded = edge.journal.outcome(&campaign_id, &request_id).await.map_err(Failure::unavailable)?;
+        let recorded = edge
+            .journal
+            .outcome(&campaign_id, &request_id)
+            .await
+            .map_err(Failure::unavailable)?;
         return match recorded {
             Some(outcome) => answer_replay(outcome, &body.user_id, CommandKind::Claim),
-            None => Err(Failure::rejected(turnstile_schemas::Rejection::SoldOut, None)),
+            None => Err(Failure::rejected(
+                turnstile_schemas::Rejection::SoldOut,
+                None,
+            )),
         };
     }
-    submit(&edge, &headers, request_id, campaign_id, body.user_id, CouponCommand::Claim).await
+    submit(
+        &edge,
+        &headers,
+        request_id,
+        campaign_id,
+        body.user_id,
+        CouponCommand::Claim,
+    )
+    .await
 }
 
 async fn redeem(
@@ -138,7 +180,15 @@ async fn redeem(
         return Err(Failure::unknown_campaign(&campaign_id));
     }
     let command = CouponCommand::Redeem { coupon_id };
-    submit(&edge, &headers, request_id, campaign_id, body.user_id, command).await
+    submit(
+        &edge,
+        &headers,
+        request_id,
+        campaign_id,
+        body.user_id,
+        command,
+    )
+    .await
 }
 
 async fn request_status(
@@ -146,7 +196,12 @@ async fn request_status(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Answer {
     let Path((campaign_id, request_id)) = path?;
-    if let Some(outcome) = edge.journal.outcome(&campaign_id, &request_id).await.map_err(Failure::unavailable)? {
+    if let Some(outcome) = edge
+        .journal
+        .outcome(&campaign_id, &request_id)
+        .await
+        .map_err(Failure::unavailable)?
+    {
         return Ok(Json(json!({ "status": "decided", "outcome": outcome })).into_response());
     }
     if edge.feed.is_pending(&campaign_id, &request_id) {
@@ -175,10 +230,17 @@ struct CouponView {
     redeemed_at: Option<String>,
 }
 
-async fn user_coupons(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {
+async fn user_coupons(
+    State(edge): State<Edge>,
+    path: Result<Path<String>, PathRejection>,
+) -> Answer {
     let Path(user_id) = path?;
     validate_id("user_id", &user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
-    let rows = edge.journal.coupons_of_user(&user_id).await.map_err(Failure::unavailable)?;
+    let rows = edge
+        .journal
+        .coupons_of_user(&user_id)
+        .await
+        .map_err(Failure::unavailable)?;
     let now = Utc::now();
     let coupons: Vec<CouponView> = rows
         .into_iter()
@@ -189,7 +251,10 @@ async fn user_coupons(State(edge): State<Edge>, path: Result<Path<String>, PathR
                 None => "active",
             };
             let expires_at_local = match row.campaign.time_zone.parse::<chrono_tz::Tz>() {
-                Ok(tz) => row.expires_at.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false),
+                Ok(tz) => row
+                    .expires_at
+                    .with_timezone(&tz)
+                    .to_rfc3339_opts(SecondsFormat::Secs, false),
                 Err(_) => row.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             };
             CouponView {
@@ -201,7 +266,9 @@ async fn user_coupons(State(edge): State<Edge>, path: Result<Path<String>, PathR
                 expires_at: row.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 expires_at_local,
                 time_zone: row.campaign.time_zone,
-                redeemed_at: row.redeemed_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                redeemed_at: row
+                    .redeemed_at
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             }
         })
         .collect();
@@ -226,16 +293,24 @@ async fn submit(
         resource_id,
         user_id,
         submitted_at: Utc::now(),
-        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         command: Command::Coupon(command),
     };
     let partition = partition_for(&envelope.resource_id, edge.log.partitions());
-    let decided = edge.feed.wait_for(&envelope.resource_id, &envelope.request_id);
+    let decided = edge
+        .feed
+        .wait_for(&envelope.resource_id, &envelope.request_id);
     let offset = match edge.log.append(partition, envelope.to_log_bytes()).await {
         Ok(offset) => offset,
         Err(e) => {
-            edge.feed.abandon(&envelope.resource_id, &envelope.request_id);
-            return Err(Failure::unavailable(format!("the log refused the request: {e}")));
+            edge.feed
+                .abandon(&envelope.resource_id, &envelope.request_id);
+            return Err(Failure::unavailable(format!(
+                "the log refused the request: {e}"
+            )));
         }
     };
     let delivery = LogPosition { partition, offset };
@@ -247,7 +322,12 @@ async fn submit(
 }
 
 /// The answer to a caller whose own delivery (at `delivery`) has been decided.
-fn answer_decided(decided: &Decided, delivery: LogPosition, user_id: &str, kind: CommandKind) -> Answer {
+fn answer_decided(
+    decided: &Decided,
+    delivery: LogPosition,
+    user_id: &str,
+    kind: CommandKind,
+) -> Answer {
     if decided.outcome.position == delivery {
         answer(&decided.outcome, true)
     } else {
@@ -275,9 +355,13 @@ fn answer_replay(outcome: Outcome, user_id: &str, kind: CommandKind) -> Answer {
 /// status (with the outcome attached) for rejections.
 fn answer(outcome: &Outcome, first: bool) -> Answer {
     let status = match &outcome.decision {
-        Decision::Rejected { reason } => return Err(Failure::rejected(*reason, Some(outcome.clone()))),
+        Decision::Rejected { reason } => {
+            return Err(Failure::rejected(*reason, Some(Box::new(outcome.clone()))))
+        }
         Decision::CouponRedeemed { .. } => StatusCode::OK,
-        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } if first => StatusCode::CREATED,
+        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } if first => {
+            StatusCode::CREATED
+        }
         Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } => StatusCode::OK,
     };
     Ok((status, Json(outcome)).into_response())
@@ -286,18 +370,32 @@ fn answer(outcome: &Outcome, first: bool) -> Answer {
 fn pending(resource_id: &str, request_id: &str) -> Response {
     let status_url = format!("/v1/campaigns/{resource_id}/requests/{request_id}");
     let body = json!({ "status": "pending", "request_id": request_id, "status_url": status_url });
-    (StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response()
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url)],
+        Json(body),
+    )
+        .into_response()
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
     let value = headers.get("idempotency-key").ok_or_else(|| {
-        Failure::bad_request("missing_idempotency_key", "every write needs an Idempotency-Key header")
-            .fix("send a unique key per request, e.g. Idempotency-Key: 7f9c1e2a; reuse it only to retry")
+        Failure::bad_request(
+            "missing_idempotency_key",
+            "every write needs an Idempotency-Key header",
+        )
+        .fix(
+            "send a unique key per request, e.g. Idempotency-Key: 7f9c1e2a; reuse it only to retry",
+        )
     })?;
-    let key = value
-        .to_str()
-        .map_err(|_| Failure::bad_request("invalid_idempotency_key", "the Idempotency-Key is not visible ASCII"))?;
-    validate_id("Idempotency-Key", key).map_err(|m| Failure::bad_request("invalid_idempotency_key", m))?;
+    let key = value.to_str().map_err(|_| {
+        Failure::bad_request(
+            "invalid_idempotency_key",
+            "the Idempotency-Key is not visible ASCII",
+        )
+    })?;
+    validate_id("Idempotency-Key", key)
+        .map_err(|m| Failure::bad_request("invalid_idempotency_key", m))?;
     Ok(key.to_string())
 }
 
@@ -309,7 +407,10 @@ fn wait_preference(headers: &HeaderMap) -> Result<std::time::Duration, Failure> 
     for preference in prefer.split(',') {
         if let Some(seconds) = preference.trim().strip_prefix("wait=") {
             let seconds: u64 = seconds.trim().parse().map_err(|_| {
-                Failure::bad_request("invalid_prefer", format!("Prefer: wait={seconds} is not a whole number of seconds"))
+                Failure::bad_request(
+                    "invalid_prefer",
+                    format!("Prefer: wait={seconds} is not a whole number of seconds"),
+                )
             })?;
             return Ok(std::time::Duration::from_secs(seconds));
         }

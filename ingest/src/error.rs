@@ -13,13 +13,20 @@ pub struct Failure {
     code: &'static str,
     message: String,
     fix: Option<String>,
-    outcome: Option<Outcome>,
+    /// Boxed: a rare passenger that would otherwise make every `Result` large.
+    outcome: Option<Box<Outcome>>,
 }
 
 impl Failure {
     /// A failure with a status, a stable code and a message for a person.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Failure { status, code, message: message.into(), fix: None, outcome: None }
+        Failure {
+            status,
+            code,
+            message: message.into(),
+            fix: None,
+            outcome: None,
+        }
     }
 
     /// Adds how the caller can fix it.
@@ -50,12 +57,16 @@ impl Failure {
 
     /// 503: the log or journal is not available; retrying with the same key is safe.
     pub fn unavailable(what: impl std::fmt::Display) -> Self {
-        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{what}"))
-            .fix("retry with the same Idempotency-Key; the request will be decided once")
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what}"),
+        )
+        .fix("retry with the same Idempotency-Key; the request will be decided once")
     }
 
     /// A recorded business rejection (sold out, limit reached, …), carrying its outcome.
-    pub fn rejected(reason: Rejection, outcome: Option<Outcome>) -> Self {
+    pub fn rejected(reason: Rejection, outcome: Option<Box<Outcome>>) -> Self {
         let (status, message, fix) = rejection_text(reason);
         Failure {
             status,
@@ -70,16 +81,52 @@ impl Failure {
 fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'static str>) {
     use Rejection::*;
     match reason {
-        SoldOut => (StatusCode::CONFLICT, "every coupon of this campaign has been issued", None),
-        UserLimitReached => (StatusCode::CONFLICT, "this user already holds the most coupons this campaign allows", None),
-        NotOpenYet => (StatusCode::CONFLICT, "the campaign is not open yet", Some("claim again after the campaign's opens_at")),
+        SoldOut => (
+            StatusCode::CONFLICT,
+            "every coupon of this campaign has been issued",
+            None,
+        ),
+        UserLimitReached => (
+            StatusCode::CONFLICT,
+            "this user already holds the most coupons this campaign allows",
+            None,
+        ),
+        NotOpenYet => (
+            StatusCode::CONFLICT,
+            "the campaign is not open yet",
+            Some("claim again after the campaign's opens_at"),
+        ),
         Closed => (StatusCode::CONFLICT, "the campaign has closed", None),
-        UnknownCampaign => (StatusCode::NOT_FOUND, "the campaign did not exist when this request was decided", Some("create the campaign first, then claim with a new Idempotency-Key")),
-        CampaignExists => (StatusCode::CONFLICT, "a campaign with this id already exists with a different spec", Some("choose another campaign_id, or send the identical spec")),
-        InvalidSpec => (StatusCode::UNPROCESSABLE_ENTITY, "the campaign spec is invalid", None),
-        CouponNotFound => (StatusCode::NOT_FOUND, "no such coupon in this campaign", Some("list your coupons with GET /v1/users/{user_id}/coupons")),
-        NotCouponHolder => (StatusCode::FORBIDDEN, "this coupon belongs to another user", None),
-        AlreadyRedeemed => (StatusCode::CONFLICT, "this coupon was already redeemed", None),
+        UnknownCampaign => (
+            StatusCode::NOT_FOUND,
+            "the campaign did not exist when this request was decided",
+            Some("create the campaign first, then claim with a new Idempotency-Key"),
+        ),
+        CampaignExists => (
+            StatusCode::CONFLICT,
+            "a campaign with this id already exists with a different spec",
+            Some("choose another campaign_id, or send the identical spec"),
+        ),
+        InvalidSpec => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the campaign spec is invalid",
+            None,
+        ),
+        CouponNotFound => (
+            StatusCode::NOT_FOUND,
+            "no such coupon in this campaign",
+            Some("list your coupons with GET /v1/users/{user_id}/coupons"),
+        ),
+        NotCouponHolder => (
+            StatusCode::FORBIDDEN,
+            "this coupon belongs to another user",
+            None,
+        ),
+        AlreadyRedeemed => (
+            StatusCode::CONFLICT,
+            "this coupon was already redeemed",
+            None,
+        ),
         CouponExpired => (StatusCode::GONE, "this coupon has expired", None),
     }
 }
@@ -92,7 +139,7 @@ impl IntoResponse for Failure {
                 code: self.code.to_string(),
                 message: self.message,
                 fix: self.fix,
-                outcome: self.outcome,
+                outcome: self.outcome.map(|outcome| *outcome),
             },
         };
         (self.status, Json(body)).into_response()
@@ -102,10 +149,11 @@ impl IntoResponse for Failure {
 impl From<JsonRejection> for Failure {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonSyntaxError(e) => {
-                Failure::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
-                    .fix("send a JSON object, e.g. {\"user_id\": \"alice\"}")
-            }
+            JsonRejection::JsonSyntaxError(e) => Failure::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {}", e.body_text()),
+            )
+            .fix("send a JSON object, e.g. {\"user_id\": \"alice\"}"),
             JsonRejection::JsonDataError(e) => Failure::invalid("invalid_body", e.body_text()),
             JsonRejection::MissingJsonContentType(_) => Failure::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

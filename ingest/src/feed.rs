@@ -56,7 +56,10 @@ impl OutcomeFeed {
         let campaigns = campaigns
             .into_iter()
             .map(|row| {
-                let view = CampaignView { spec: row.spec, issued: AtomicU32::new(row.issued) };
+                let view = CampaignView {
+                    spec: row.spec,
+                    issued: AtomicU32::new(row.issued),
+                };
                 (row.campaign_id, Arc::new(view))
             })
             .collect();
@@ -69,7 +72,11 @@ impl OutcomeFeed {
 
     /// The campaign, if it exists.
     pub fn campaign(&self, campaign_id: &str) -> Option<Arc<CampaignView>> {
-        self.campaigns.read().expect("catalog lock is never poisoned").get(campaign_id).cloned()
+        self.campaigns
+            .read()
+            .expect("catalog lock is never poisoned")
+            .get(campaign_id)
+            .cloned()
     }
 
     /// Registers interest in the next committed delivery of a request. Register before
@@ -77,23 +84,37 @@ impl OutcomeFeed {
     pub fn wait_for(&self, resource_id: &str, request_id: &str) -> oneshot::Receiver<Decided> {
         let (sender, receiver) = oneshot::channel();
         let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key).lock().expect("waiter lock is never poisoned").entry(key).or_default().push(sender);
+        self.shard(&key)
+            .lock()
+            .expect("waiter lock is never poisoned")
+            .entry(key)
+            .or_default()
+            .push(sender);
         receiver
     }
 
     /// Whether a request was appended by this edge and is not decided yet.
     pub fn is_pending(&self, resource_id: &str, request_id: &str) -> bool {
         let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key).lock().expect("waiter lock is never poisoned").contains_key(&key)
+        self.shard(&key)
+            .lock()
+            .expect("waiter lock is never poisoned")
+            .contains_key(&key)
     }
 
     /// Forgets the waiters of a request whose append failed.
     pub fn abandon(&self, resource_id: &str, request_id: &str) {
         let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key).lock().expect("waiter lock is never poisoned").remove(&key);
+        self.shard(&key)
+            .lock()
+            .expect("waiter lock is never poisoned")
+            .remove(&key);
     }
 
-    fn shard(&self, key: &RequestKey) -> &Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>> {
+    fn shard(
+        &self,
+        key: &RequestKey,
+    ) -> &Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>> {
         let index = self.shard_hasher.hash_one(key) as usize % WAITER_SHARDS;
         &self.waiters[index]
     }
@@ -105,10 +126,18 @@ impl OutcomeFeed {
         let outcome = &decided.outcome;
         match &outcome.decision {
             Decision::CampaignCreated { spec } => {
-                let mut campaigns = self.campaigns.write().expect("catalog lock is never poisoned");
-                campaigns.entry(outcome.resource_id.clone()).or_insert_with(|| {
-                    Arc::new(CampaignView { spec: spec.clone(), issued: AtomicU32::new(0) })
-                });
+                let mut campaigns = self
+                    .campaigns
+                    .write()
+                    .expect("catalog lock is never poisoned");
+                campaigns
+                    .entry(outcome.resource_id.clone())
+                    .or_insert_with(|| {
+                        Arc::new(CampaignView {
+                            spec: spec.clone(),
+                            issued: AtomicU32::new(0),
+                        })
+                    });
             }
             Decision::CouponGranted { .. } => {
                 if let Some(view) = self.campaign(&outcome.resource_id) {
@@ -124,8 +153,15 @@ impl DecisionListener for OutcomeFeed {
     fn committed(&self, decided: &[Decided]) {
         for delivery in decided {
             self.update_catalog(delivery);
-            let key = (delivery.outcome.resource_id.clone(), delivery.outcome.request_id.clone());
-            let waiting = self.shard(&key).lock().expect("waiter lock is never poisoned").remove(&key);
+            let key = (
+                delivery.outcome.resource_id.clone(),
+                delivery.outcome.request_id.clone(),
+            );
+            let waiting = self
+                .shard(&key)
+                .lock()
+                .expect("waiter lock is never poisoned")
+                .remove(&key);
             for sender in waiting.into_iter().flatten() {
                 // The caller may have given up (answered 202); that is fine.
                 let _ = sender.send(delivery.clone());

@@ -36,7 +36,10 @@ pub struct EdgeConfig {
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        EdgeConfig { wait_budget_ms: 2_000, body_bytes_max: 16 * 1024 }
+        EdgeConfig {
+            wait_budget_ms: 2_000,
+            body_bytes_max: 16 * 1024,
+        }
     }
 }
 
@@ -51,12 +54,26 @@ pub struct Edge {
 
 impl Edge {
     /// An edge writing to `log`, reading lookups from `journal`, hearing decisions on `feed`.
-    pub fn new(config: EdgeConfig, log: EmbeddedLog, journal: SqliteJournal, feed: Arc<OutcomeFeed>) -> Self {
-        Edge { config: Arc::new(config), log, journal, feed }
+    pub fn new(
+        config: EdgeConfig,
+        log: EmbeddedLog,
+        journal: SqliteJournal,
+        feed: Arc<OutcomeFeed>,
+    ) -> Self {
+        Edge {
+            config: Arc::new(config),
+            log,
+            journal,
+            feed,
+        }
     }
 
     /// Serves HTTP on `listener` until `shutdown` turns true; in-flight requests finish.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
         let app = api::router(self);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

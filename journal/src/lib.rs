@@ -61,7 +61,9 @@ pub struct PartitionLease {
 pub enum Error {
     /// Another processor took the partition (its epoch is newer), or the journal's offset
     /// is not where this processor believed: the commit changed nothing.
-    #[error("partition {partition} is fenced: epoch {epoch} at offset {from_offset} no longer owns it")]
+    #[error(
+        "partition {partition} is fenced: epoch {epoch} at offset {from_offset} no longer owns it"
+    )]
     Fenced {
         /// The partition.
         partition: u32,
@@ -83,13 +85,15 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Fenced { .. } | Error::Corrupt(_) => false,
-            Error::Database(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ) || e.as_database_error().is_some_and(|d| {
-                // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
-                matches!(d.code().as_deref(), Some("5") | Some("6"))
-            }),
+            Error::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                ) || e.as_database_error().is_some_and(|d| {
+                    // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
+                    matches!(d.code().as_deref(), Some("5") | Some("6"))
+                })
+            }
         }
     }
 }

@@ -101,7 +101,10 @@ impl SqliteJournal {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
@@ -119,8 +122,14 @@ impl SqliteJournal {
             .filename(path)
             .read_only(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let readers = SqlitePoolOptions::new().max_connections(READERS_MAX).connect_with(options).await?;
-        Ok(SqliteJournal { writer: readers.clone(), readers })
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS_MAX)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteJournal {
+            writer: readers.clone(),
+            readers,
+        })
     }
 
     /// Takes a partition: bumps its epoch (creating its row at offset 0 the first time) and
@@ -143,9 +152,10 @@ impl SqliteJournal {
 
     /// Every partition's row (for the audit and lag views).
     pub async fn partitions(&self) -> Result<Vec<PartitionLease>, Error> {
-        let rows = sqlx::query("SELECT partition, epoch, next_offset FROM partitions ORDER BY partition")
-            .fetch_all(&self.readers)
-            .await?;
+        let rows =
+            sqlx::query("SELECT partition, epoch, next_offset FROM partitions ORDER BY partition")
+                .fetch_all(&self.readers)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(PartitionLease {
@@ -226,13 +236,18 @@ impl SqliteJournal {
     }
 
     /// The outcome of one request, if it was decided.
-    pub async fn outcome(&self, resource_id: &str, request_id: &str) -> Result<Option<Outcome>, Error> {
-        let body: Option<String> =
-            sqlx::query_scalar("SELECT body FROM outcomes WHERE resource_id = ? AND request_id = ?")
-                .bind(resource_id)
-                .bind(request_id)
-                .fetch_optional(&self.readers)
-                .await?;
+    pub async fn outcome(
+        &self,
+        resource_id: &str,
+        request_id: &str,
+    ) -> Result<Option<Outcome>, Error> {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM outcomes WHERE resource_id = ? AND request_id = ?",
+        )
+        .bind(resource_id)
+        .bind(request_id)
+        .fetch_optional(&self.readers)
+        .await?;
         body.as_deref().map(parse_outcome).transpose()
     }
 
@@ -318,13 +333,20 @@ impl SqliteJournal {
         .fetch_all(&self.readers)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("log_offset")? as u64, row.try_get("reason")?)))
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("log_offset")? as u64,
+                    row.try_get("reason")?,
+                ))
+            })
             .collect()
     }
 
     /// Number of outbox rows (work handed to the sinks).
     pub async fn outbox_len(&self) -> Result<u64, Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.readers).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.readers)
+            .await?;
         Ok(n as u64)
     }
 
@@ -336,7 +358,9 @@ impl SqliteJournal {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), Error> {
-    let applied: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await?;
+    let applied: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(pool)
+        .await?;
     let applied = applied as usize;
     if applied > MIGRATIONS.len() {
         return Err(Error::Corrupt(format!(
@@ -347,7 +371,9 @@ async fn migrate(pool: &SqlitePool) -> Result<(), Error> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await?;
+        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     }
     Ok(())
@@ -405,7 +431,10 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
                 .await?;
             }
             Decision::CouponGranted { coupon } => granted.push((outcome, coupon)),
-            Decision::CouponRedeemed { coupon_id, redeemed_at } => {
+            Decision::CouponRedeemed {
+                coupon_id,
+                redeemed_at,
+            } => {
                 let updated = sqlx::query(
                     "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
                 )

@@ -6,7 +6,9 @@
 use chrono::{TimeZone, Utc};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use turnstile_processors::PartitionState;
-use turnstile_schemas::{CampaignSpec, Command, CouponCommand, Envelope, LogPosition, ENVELOPE_VERSION};
+use turnstile_schemas::{
+    CampaignSpec, Command, CouponCommand, Envelope, LogPosition, ENVELOPE_VERSION,
+};
 
 const CLAIMS: u64 = 100_000;
 
@@ -16,7 +18,10 @@ fn envelope(request: u64, user: u64, command: CouponCommand) -> Envelope {
         request_id: format!("req-{request}"),
         resource_id: "drop".into(),
         user_id: format!("user-{user}"),
-        submitted_at: Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).single().expect("valid time"),
+        submitted_at: Utc
+            .with_ymd_and_hms(2026, 11, 22, 12, 0, 0)
+            .single()
+            .expect("valid time"),
         traceparent: None,
         command: Command::Coupon(command),
     }
@@ -34,12 +39,20 @@ fn campaign(capacity: u32) -> (PartitionState, u64) {
         valid_days: 0,
     };
     let create = envelope(u64::MAX, 0, CouponCommand::CreateCampaign { spec });
-    state.apply(&create, LogPosition { partition: 0, offset: 0 });
+    state.apply(
+        &create,
+        LogPosition {
+            partition: 0,
+            offset: 0,
+        },
+    );
     (state, 1)
 }
 
 fn bench_claims(c: &mut Criterion, name: &str, capacity: u32) {
-    let claims: Vec<Envelope> = (0..CLAIMS).map(|i| envelope(i, i, CouponCommand::Claim)).collect();
+    let claims: Vec<Envelope> = (0..CLAIMS)
+        .map(|i| envelope(i, i, CouponCommand::Claim))
+        .collect();
     let mut group = c.benchmark_group("decide");
     group.throughput(Throughput::Elements(CLAIMS));
     group.bench_function(name, |b| {
@@ -47,7 +60,10 @@ fn bench_claims(c: &mut Criterion, name: &str, capacity: u32) {
             || campaign(capacity),
             |(mut state, first_offset)| {
                 for (i, claim) in claims.iter().enumerate() {
-                    let position = LogPosition { partition: 0, offset: first_offset + i as u64 };
+                    let position = LogPosition {
+                        partition: 0,
+                        offset: first_offset + i as u64,
+                    };
                     black_box(state.apply(claim, position));
                 }
                 state

@@ -33,7 +33,10 @@ impl PartitionState {
     /// Decides the command in `envelope`, read from the log at `position`.
     pub fn apply(&mut self, envelope: &Envelope, position: LogPosition) -> Applied {
         if let Some(outcome) = self.outcome_of(&envelope.resource_id, &envelope.request_id) {
-            return Applied { outcome: outcome.clone(), is_new: false };
+            return Applied {
+                outcome: outcome.clone(),
+                is_new: false,
+            };
         }
         let now = envelope.submitted_at;
         let decision = match &envelope.command {
@@ -42,12 +45,16 @@ impl PartitionState {
             }
             Command::Coupon(CouponCommand::Claim) => match self.campaign_mut(envelope) {
                 Some(campaign) => campaign.claim(&envelope.user_id, now),
-                None => Decision::Rejected { reason: Rejection::UnknownCampaign },
+                None => Decision::Rejected {
+                    reason: Rejection::UnknownCampaign,
+                },
             },
             Command::Coupon(CouponCommand::Redeem { coupon_id }) => {
                 match self.campaign_mut(envelope) {
                     Some(campaign) => campaign.redeem(&envelope.user_id, coupon_id, now),
-                    None => Decision::Rejected { reason: Rejection::UnknownCampaign },
+                    None => Decision::Rejected {
+                        reason: Rejection::UnknownCampaign,
+                    },
                 }
             }
         };
@@ -63,7 +70,10 @@ impl PartitionState {
             decision,
         });
         self.remember(outcome.clone());
-        Applied { outcome, is_new: true }
+        Applied {
+            outcome,
+            is_new: true,
+        }
     }
 
     /// Re-applies a recorded outcome during recovery. Outcomes must come in log order.
@@ -73,8 +83,9 @@ impl PartitionState {
             Decision::CampaignCreated { spec } => {
                 // A repeated create with the same spec is recorded as created too.
                 if !self.campaigns.contains_key(outcome.resource_id.as_str()) {
-                    let time_zone =
-                        spec.validate().expect("a recorded campaign spec was valid when created");
+                    let time_zone = spec
+                        .validate()
+                        .expect("a recorded campaign spec was valid when created");
                     self.campaigns.insert(
                         outcome.resource_id.as_str().into(),
                         CouponCampaign::new(&outcome.resource_id, spec.clone(), time_zone),
@@ -97,7 +108,9 @@ impl PartitionState {
 
     /// The campaigns of this partition.
     pub fn campaigns(&self) -> impl Iterator<Item = (&str, &CouponCampaign)> {
-        self.campaigns.iter().map(|(id, campaign)| (&**id, campaign))
+        self.campaigns
+            .iter()
+            .map(|(id, campaign)| (&**id, campaign))
     }
 
     /// Number of requests decided.
@@ -108,11 +121,19 @@ impl PartitionState {
     fn create_campaign(&mut self, campaign_id: &str, spec: &CampaignSpec) -> Decision {
         let time_zone = match spec.validate() {
             Ok(time_zone) => time_zone,
-            Err(_) => return Decision::Rejected { reason: Rejection::InvalidSpec },
+            Err(_) => {
+                return Decision::Rejected {
+                    reason: Rejection::InvalidSpec,
+                }
+            }
         };
         match self.campaigns.get(campaign_id) {
             Some(existing) if existing.spec() == spec => {}
-            Some(_) => return Decision::Rejected { reason: Rejection::CampaignExists },
+            Some(_) => {
+                return Decision::Rejected {
+                    reason: Rejection::CampaignExists,
+                }
+            }
             None => {
                 let campaign = CouponCampaign::new(campaign_id, spec.clone(), time_zone);
                 self.campaigns.insert(campaign_id.into(), campaign);
@@ -126,8 +147,14 @@ impl PartitionState {
     }
 
     fn remember(&mut self, outcome: Arc<Outcome>) {
-        let by_request = self.decided.entry(outcome.resource_id.as_str().into()).or_default();
+        let by_request = self
+            .decided
+            .entry(outcome.resource_id.as_str().into())
+            .or_default();
         let previous = by_request.insert(outcome.request_id.as_str().into(), outcome);
-        assert!(previous.is_none(), "invariant 3: a request id is decided at most once");
+        assert!(
+            previous.is_none(),
+            "invariant 3: a request id is decided at most once"
+        );
     }
 }

@@ -30,7 +30,10 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        ProcessorConfig { batch_commands_max: 4096, retry_backoff_ms: 200 }
+        ProcessorConfig {
+            batch_commands_max: 4096,
+            retry_backoff_ms: 200,
+        }
     }
 }
 
@@ -130,7 +133,14 @@ impl<L: DecisionListener> PartitionProcessor<L> {
             decided = state.decided_count(),
             "partition recovered"
         );
-        Ok(PartitionProcessor { lease, state, log, journal, listener, config })
+        Ok(PartitionProcessor {
+            lease,
+            state,
+            log,
+            journal,
+            listener,
+            config,
+        })
     }
 
     /// Decides everything on the log up to its end as of this call.
@@ -170,7 +180,10 @@ impl<L: DecisionListener> PartitionProcessor<L> {
     async fn process(&mut self, records: &[LogRecord]) -> Result<(), Error> {
         let partition = self.lease.partition;
         let first = records.first().map_or(self.lease.next_offset, |r| r.offset);
-        assert_eq!(first, self.lease.next_offset, "the log returned records out of order");
+        assert_eq!(
+            first, self.lease.next_offset,
+            "the log returned records out of order"
+        );
         let mut batch = BatchCommit {
             partition,
             epoch: self.lease.epoch,
@@ -181,14 +194,20 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         let mut decided = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             assert_eq!(record.offset, first + index as u64, "log offsets are dense");
-            let delivery = LogPosition { partition, offset: record.offset };
+            let delivery = LogPosition {
+                partition,
+                offset: record.offset,
+            };
             match decode_record(record, partition, self.log.partitions()) {
                 Ok(envelope) => {
                     let applied = self.state.apply(&envelope, delivery);
                     if applied.is_new {
                         batch.outcomes.push(applied.outcome.clone());
                     }
-                    decided.push(Decided { outcome: applied.outcome, delivery });
+                    decided.push(Decided {
+                        outcome: applied.outcome,
+                        delivery,
+                    });
                 }
                 Err(reason) => {
                     tracing::warn!(partition, offset = record.offset, %reason, "dead-lettered a log record");
@@ -206,12 +225,15 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         self.listener.committed(&decided);
         Ok(())
     }
-
 }
 
 /// Parses a record read from `partition`; a record that is not a valid command for this
 /// partition is dead-lettered with the returned reason. The audit's replay uses this too.
-pub fn decode_record(record: &LogRecord, partition: u32, partitions: u32) -> Result<Envelope, String> {
+pub fn decode_record(
+    record: &LogRecord,
+    partition: u32,
+    partitions: u32,
+) -> Result<Envelope, String> {
     let envelope = Envelope::from_log_bytes(&record.payload)?;
     let owner = partition_for(&envelope.resource_id, partitions);
     if owner != partition {

@@ -10,7 +10,10 @@ pub fn all_schemas() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         ("envelope.schema.json", json(schema_for!(crate::Envelope))),
         ("outcome.schema.json", json(schema_for!(crate::Outcome))),
-        ("campaign-spec.schema.json", json(schema_for!(crate::CampaignSpec))),
+        (
+            "campaign-spec.schema.json",
+            json(schema_for!(crate::CampaignSpec)),
+        ),
         ("error.schema.json", json(schema_for!(crate::ErrorBody))),
     ]
 }

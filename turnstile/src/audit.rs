@@ -68,7 +68,11 @@ impl fmt::Display for AuditReport {
                 writeln!(f, "  - {problem}")?;
             }
             if self.problems.len() > PROBLEMS_SHOWN_MAX {
-                writeln!(f, "  … and {} more", self.problems.len() - PROBLEMS_SHOWN_MAX)?;
+                writeln!(
+                    f,
+                    "  … and {} more",
+                    self.problems.len() - PROBLEMS_SHOWN_MAX
+                )?;
             }
             Ok(())
         }
@@ -91,15 +95,29 @@ pub async fn audit_data_dir(data_dir: &Path) -> anyhow::Result<AuditReport> {
 pub async fn audit(journal: &SqliteJournal, log: &EmbeddedLog) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport::default();
     for breach in journal.limit_breaches().await? {
-        let who = breach.user_id.map_or(String::new(), |user| format!(" to user {user:?}"));
+        let who = breach
+            .user_id
+            .map_or(String::new(), |user| format!(" to user {user:?}"));
         report.problem(format!(
             "campaign {:?} issued {} coupons{who}; the limit is {}",
             breach.campaign_id, breach.count, breach.limit
         ));
     }
-    report.coupons = journal.campaigns().await?.iter().map(|c| u64::from(c.issued)).sum();
+    report.coupons = journal
+        .campaigns()
+        .await?
+        .iter()
+        .map(|c| u64::from(c.issued))
+        .sum();
     for lease in journal.partitions().await? {
-        replay_partition(journal, log, lease.partition, lease.next_offset, &mut report).await?;
+        replay_partition(
+            journal,
+            log,
+            lease.partition,
+            lease.next_offset,
+            &mut report,
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -120,15 +138,22 @@ async fn replay_partition(
     }
     let stored = journal.stored_outcomes(partition).await?;
     report.outcomes += stored.len() as u64;
-    let dead_letters: HashSet<u64> =
-        journal.dead_letters(partition).await?.into_iter().map(|(offset, _)| offset).collect();
+    let dead_letters: HashSet<u64> = journal
+        .dead_letters(partition)
+        .await?
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect();
     let mut stored = stored.into_iter().peekable();
     let mut state = PartitionState::default();
     let mut offset = 0;
     while offset < decided_until {
         let wanted = ((decided_until - offset) as usize).min(REPLAY_BATCH_RECORDS_MAX);
         let records = log.read_now(partition, offset, wanted)?;
-        anyhow::ensure!(!records.is_empty(), "log partition {partition} has no record at offset {offset}");
+        anyhow::ensure!(
+            !records.is_empty(),
+            "log partition {partition} has no record at offset {offset}"
+        );
         for record in records {
             report.records += 1;
             offset = record.offset + 1;
@@ -145,7 +170,13 @@ async fn replay_partition(
                     continue;
                 }
             };
-            let applied = state.apply(&envelope, LogPosition { partition, offset: record.offset });
+            let applied = state.apply(
+                &envelope,
+                LogPosition {
+                    partition,
+                    offset: record.offset,
+                },
+            );
             if !applied.is_new {
                 report.duplicates += 1;
                 continue;

@@ -45,15 +45,25 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     if journal_path(&data_dir).exists() {
-        bail!("{} already holds turnstile data; the demo needs a fresh directory", data_dir.display());
+        bail!(
+            "{} already holds turnstile data; the demo needs a fresh directory",
+            data_dir.display()
+        );
     }
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
     let stack = EmbeddedStack::start(&args.tuning.stack_config(data_dir.clone(), listen)).await?;
     println!(
         "turnstile demo: {} users race for {} coupons over HTTP on {} ({} partitions, data in {})",
-        args.users, args.coupons, stack.addr, args.tuning.partitions, data_dir.display()
+        args.users,
+        args.coupons,
+        stack.addr,
+        args.tuning.partitions,
+        data_dir.display()
     );
     create_campaign(stack.addr, args.coupons).await?;
     let race = ClaimRace {
@@ -81,8 +91,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let expected = u64::from(args.coupons).min(args.users);
     println!();
     print!("{}", report.render());
-    println!("granted: {issued} of {} coupons (expected {expected})", args.coupons);
-    println!("grants acknowledged with 201 and confirmed in the journal: {}", report.granted_keys.len() - unconfirmed);
+    println!(
+        "granted: {issued} of {} coupons (expected {expected})",
+        args.coupons
+    );
+    println!(
+        "grants acknowledged with 201 and confirmed in the journal: {}",
+        report.granted_keys.len() - unconfirmed
+    );
     print!("{audit}");
 
     let mut failures = Vec::new();
@@ -90,10 +106,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         failures.push(format!("{issued} coupons issued, expected {expected}"));
     }
     if unconfirmed > 0 {
-        failures.push(format!("{unconfirmed} acknowledged grants are missing from the journal"));
+        failures.push(format!(
+            "{unconfirmed} acknowledged grants are missing from the journal"
+        ));
     }
     if report.replay_mismatches > 0 {
-        failures.push(format!("{} retries got a different answer", report.replay_mismatches));
+        failures.push(format!(
+            "{} retries got a different answer",
+            report.replay_mismatches
+        ));
     }
     if report.errors > 0 {
         failures.push(format!("{} requests failed", report.errors));
@@ -119,9 +140,10 @@ async fn create_campaign(addr: SocketAddr, coupons: u32) -> anyhow::Result<()> {
         "time_zone": "Asia/Seoul",
         "valid_days": 0,
     });
-    let (status, text) = crate::loadgen::post_json(addr, "/v1/campaigns", "create-demo-drop", &body.to_string())
-        .await
-        .context("cannot create the demo campaign")?;
+    let (status, text) =
+        crate::loadgen::post_json(addr, "/v1/campaigns", "create-demo-drop", &body.to_string())
+            .await
+            .context("cannot create the demo campaign")?;
     if status != 201 && status != 200 {
         bail!("creating the demo campaign answered {status}: {text}");
     }
@@ -129,7 +151,10 @@ async fn create_campaign(addr: SocketAddr, coupons: u32) -> anyhow::Result<()> {
 }
 
 /// Counts 201 answers whose coupon the journal does not hold for that request.
-async fn confirm_grants(journal: &SqliteJournal, granted: &[(String, String)]) -> anyhow::Result<usize> {
+async fn confirm_grants(
+    journal: &SqliteJournal,
+    granted: &[(String, String)],
+) -> anyhow::Result<usize> {
     let mut unconfirmed = 0;
     for (request_id, coupon_id) in granted {
         let confirmed = matches!(

@@ -100,7 +100,10 @@ impl Tuning {
             data_dir,
             partitions: self.partitions,
             listen,
-            edge: EdgeConfig { wait_budget_ms: self.wait_budget_ms, ..EdgeConfig::default() },
+            edge: EdgeConfig {
+                wait_budget_ms: self.wait_budget_ms,
+                ..EdgeConfig::default()
+            },
             processor: ProcessorConfig {
                 batch_commands_max: self.batch_commands_max,
                 ..ProcessorConfig::default()
@@ -116,7 +119,9 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -141,7 +146,9 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
             let config = args.tuning.stack_config(args.data_dir, args.listen);
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
-            tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot wait for Ctrl-C")?;
             eprintln!("shutting down: finishing in-flight requests");
             stack.stop().await?;
             Ok(ExitCode::SUCCESS)
@@ -150,10 +157,15 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Audit { data_dir } => {
             let report = audit::audit_data_dir(&data_dir).await?;
             print!("{report}");
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Commands::Schema { out } => {
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             for (name, schema) in turnstile_schemas::export::all_schemas() {
                 let path = out.join(name);
                 std::fs::write(&path, serde_json::to_string_pretty(&schema)? + "\n")

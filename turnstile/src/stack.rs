@@ -56,18 +56,23 @@ impl EmbeddedStack {
     /// Opens the data directory, recovers every partition (deciding whatever is already on
     /// the log), then starts serving. Requests are only accepted once recovery is done.
     pub async fn start(config: &StackConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
         let lock_path = config.data_dir.join("turnstile.lock");
-        let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
         if lock.try_lock().is_err() {
             bail!(
                 "another turnstile process is using {}; stop it or choose another --data-dir",
                 config.data_dir.display()
             );
         }
-        let log = EmbeddedLog::open(EmbeddedLogConfig::new(log_dir(&config.data_dir), config.partitions))
-            .context("cannot open the embedded log")?;
+        let log = EmbeddedLog::open(EmbeddedLogConfig::new(
+            log_dir(&config.data_dir),
+            config.partitions,
+        ))
+        .context("cannot open the embedded log")?;
         let journal = SqliteJournal::open(&journal_path(&config.data_dir))
             .await
             .context("cannot open the journal")?;
@@ -86,7 +91,15 @@ impl EmbeddedStack {
         let addr = listener.local_addr()?;
         let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
         let edge = tokio::spawn(edge.serve(listener, shutdown_rx));
-        Ok(EmbeddedStack { addr, shutdown, edge, processors, log, journal, _lock: lock })
+        Ok(EmbeddedStack {
+            addr,
+            shutdown,
+            edge,
+            processors,
+            log,
+            journal,
+            _lock: lock,
+        })
     }
 
     /// Stops accepting requests, lets in-flight ones finish, stops the processors and

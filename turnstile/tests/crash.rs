@@ -36,7 +36,10 @@ type Answers = Arc<Mutex<HashMap<String, Vec<Answer>>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
-    let rounds: usize = std::env::var("TURNSTILE_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+    let rounds: usize = std::env::var("TURNSTILE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
     let (_dir, data) = temp_dir();
     let http = client();
     let answers: Answers = Arc::default();
@@ -47,17 +50,32 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     for round in 0..rounds {
         let server = Server::start(&data, &["--wait-budget-ms", "1000"]);
         if round == 0 {
-            create_campaign(&http, &server, CAMPAIGN, json!({"capacity": CAPACITY, "time_zone": "Asia/Seoul"})).await;
+            create_campaign(
+                &http,
+                &server,
+                CAMPAIGN,
+                json!({"capacity": CAPACITY, "time_zone": "Asia/Seoul"}),
+            )
+            .await;
         }
         let issued = issued_count(&http, &server).await;
-        assert!(issued >= issued_before, "round {round}: issued went from {issued_before} down to {issued}");
+        assert!(
+            issued >= issued_before,
+            "round {round}: issued went from {issued_before} down to {issued}"
+        );
         if issued > issued_before {
             rounds_with_new_grants += 1;
         }
         issued_before = issued;
         let url = server.url(&format!("/v1/campaigns/{CAMPAIGN}/claims"));
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| tokio::spawn(claim_until_refused(http.clone(), url.clone(), answers.clone())))
+            .map(|_| {
+                tokio::spawn(claim_until_refused(
+                    http.clone(),
+                    url.clone(),
+                    answers.clone(),
+                ))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         server.kill();
@@ -86,25 +104,43 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .json()
             .await
             .unwrap();
-        let grants: Vec<&Answer> = given.iter().filter(|a| matches!(a.status, 200 | 201)).collect();
+        let grants: Vec<&Answer> = given
+            .iter()
+            .filter(|a| matches!(a.status, 200 | 201))
+            .collect();
         assert!(
             given.iter().filter(|a| a.status == 201).count() <= 1,
             "{key} was answered 201 more than once: {given:?}"
         );
         if let Some(grant) = grants.first() {
-            assert!(grants.iter().all(|g| g.body == grant.body), "{key} got different outcomes: {given:?}");
-            assert!(given.iter().all(|a| a.status != 409), "{key} was granted, yet refused too: {given:?}");
+            assert!(
+                grants.iter().all(|g| g.body == grant.body),
+                "{key} got different outcomes: {given:?}"
+            );
+            assert!(
+                given.iter().all(|a| a.status != 409),
+                "{key} was granted, yet refused too: {given:?}"
+            );
         }
         for answer in given {
             match answer.status {
                 200 | 201 => {
                     acknowledged += 1;
-                    assert_eq!(status["status"], "decided", "acknowledged {key} is not decided: {status}");
-                    assert_eq!(status["outcome"], answer.body, "{key}: the journal disagrees with the answer given");
+                    assert_eq!(
+                        status["status"], "decided",
+                        "acknowledged {key} is not decided: {status}"
+                    );
+                    assert_eq!(
+                        status["outcome"], answer.body,
+                        "{key}: the journal disagrees with the answer given"
+                    );
                 }
                 202 => {
                     acknowledged += 1;
-                    assert_eq!(status["status"], "decided", "accepted {key} was never decided: {status}");
+                    assert_eq!(
+                        status["status"], "decided",
+                        "accepted {key} was never decided: {status}"
+                    );
                 }
                 409 if answer.body["error"]["outcome"].is_object() => {
                     assert_eq!(status["outcome"], answer.body["error"]["outcome"], "{key}");
@@ -113,9 +149,22 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             }
         }
     }
-    assert!(acknowledged > 0, "no request was acknowledged in {rounds} rounds: the test proved nothing");
-    let campaign: Value = http.get(server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).send().await.unwrap().json().await.unwrap();
-    assert!(campaign["issued"].as_u64().unwrap() <= CAPACITY, "{campaign}");
+    assert!(
+        acknowledged > 0,
+        "no request was acknowledged in {rounds} rounds: the test proved nothing"
+    );
+    let campaign: Value = http
+        .get(server.url(&format!("/v1/campaigns/{CAMPAIGN}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        campaign["issued"].as_u64().unwrap() <= CAPACITY,
+        "{campaign}"
+    );
     server.kill();
 
     let (passed, report) = common::audit(&data);
@@ -124,7 +173,14 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 }
 
 async fn issued_count(http: &reqwest::Client, server: &Server) -> u64 {
-    let campaign: Value = http.get(server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).send().await.unwrap().json().await.unwrap();
+    let campaign: Value = http
+        .get(server.url(&format!("/v1/campaigns/{CAMPAIGN}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     campaign["issued"].as_u64().unwrap()
 }
 
@@ -137,7 +193,14 @@ async fn claim_until_refused(http: reqwest::Client, url: String, answers: Answer
             let mut rng = rand::thread_rng();
             let user = rng.gen_range(0..USERS);
             let second = user % 7 == 0 && rng.gen_bool(0.5);
-            (user, if second { format!("key-{user}-b") } else { format!("key-{user}") })
+            (
+                user,
+                if second {
+                    format!("key-{user}-b")
+                } else {
+                    format!("key-{user}")
+                },
+            )
         };
         let response = http
             .post(&url)
@@ -147,11 +210,18 @@ async fn claim_until_refused(http: reqwest::Client, url: String, answers: Answer
             .await;
         let Ok(response) = response else { return };
         let status = response.status().as_u16();
-        let Ok(body) = response.json::<Value>().await else { return };
+        let Ok(body) = response.json::<Value>().await else {
+            return;
+        };
         assert!(
             matches!(status, 200 | 201 | 202 | 409),
             "unexpected answer {status} for {key}: {body}"
         );
-        answers.lock().unwrap().entry(key).or_default().push(Answer { status, body });
+        answers
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_default()
+            .push(Answer { status, body });
     }
 }

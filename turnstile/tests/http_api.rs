@@ -9,23 +9,42 @@ use common::{client, create_campaign, temp_dir, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn post(client: &reqwest::Client, url: String, key: Option<&str>, body: &str) -> (StatusCode, Value) {
-    let mut request = client.post(url).header("content-type", "application/json").body(body.to_string());
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    key: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
     let response = request.send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
     (status, json)
 }
+
+/// A bad request: (what it is, URL, Idempotency-Key, body, expected status, expected code).
+type BadInput<'a> = (&'a str, String, Option<&'a str>, String, StatusCode, &'a str);
 
 /// Asserts the stable error shape and returns the code.
 fn error_code(status: StatusCode, body: &Value) -> String {
     let error = &body["error"];
-    assert_eq!(error["status"].as_u64(), Some(u64::from(status.as_u16())), "{body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(
+        error["status"].as_u64(),
+        Some(u64::from(status.as_u16())),
+        "{body}"
+    );
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     error["code"].as_str().unwrap().to_string()
 }
 
@@ -34,76 +53,184 @@ async fn claims_replays_redeems_and_lookups() {
     let (_dir, data) = temp_dir();
     let server = Server::start(&data, &[]);
     let client = client();
-    create_campaign(&client, &server, "spring", json!({"capacity": 2, "time_zone": "Asia/Seoul", "valid_days": 1, "title": "Spring"})).await;
+    create_campaign(
+        &client,
+        &server,
+        "spring",
+        json!({"capacity": 2, "time_zone": "Asia/Seoul", "valid_days": 1, "title": "Spring"}),
+    )
+    .await;
     let claims = server.url("/v1/campaigns/spring/claims");
 
-    let (status, first) = post(&client, claims.clone(), Some("k-alice"), r#"{"user_id":"alice"}"#).await;
+    let (status, first) = post(
+        &client,
+        claims.clone(),
+        Some("k-alice"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    let coupon_id = first["decision"]["coupon"]["coupon_id"].as_str().unwrap().to_string();
+    let coupon_id = first["decision"]["coupon"]["coupon_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(coupon_id, "spring-1");
 
     // A retry with the same key gets the same outcome, as 200.
-    let (status, replay) = post(&client, claims.clone(), Some("k-alice"), r#"{"user_id":"alice"}"#).await;
+    let (status, replay) = post(
+        &client,
+        claims.clone(),
+        Some("k-alice"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(replay, first);
 
     // The same key for another user is refused, not answered with alice's coupon.
-    let (status, body) = post(&client, claims.clone(), Some("k-alice"), r#"{"user_id":"mallory"}"#).await;
+    let (status, body) = post(
+        &client,
+        claims.clone(),
+        Some("k-alice"),
+        r#"{"user_id":"mallory"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(status, &body), "idempotency_key_reused");
 
     // One per user.
-    let (status, body) = post(&client, claims.clone(), Some("k-alice-2"), r#"{"user_id":"alice"}"#).await;
+    let (status, body) = post(
+        &client,
+        claims.clone(),
+        Some("k-alice-2"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error_code(status, &body), "user_limit_reached");
-    assert_eq!(body["error"]["outcome"]["decision"]["reason"], "user_limit_reached");
+    assert_eq!(
+        body["error"]["outcome"]["decision"]["reason"],
+        "user_limit_reached"
+    );
 
-    let (status, _) = post(&client, claims.clone(), Some("k-bob"), r#"{"user_id":"bob"}"#).await;
+    let (status, _) = post(
+        &client,
+        claims.clone(),
+        Some("k-bob"),
+        r#"{"user_id":"bob"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     // Sold out: decided by the processor or shed by the gate, the answer is the same.
     for user in ["carol", "dave", "erin"] {
-        let (status, body) = post(&client, claims.clone(), Some(&format!("k-{user}")), &format!(r#"{{"user_id":"{user}"}}"#)).await;
+        let (status, body) = post(
+            &client,
+            claims.clone(),
+            Some(&format!("k-{user}")),
+            &format!(r#"{{"user_id":"{user}"}}"#),
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(error_code(status, &body), "sold_out");
     }
     // After the sell-out, the winner's retry still sees the win.
-    let (status, replay) = post(&client, claims.clone(), Some("k-alice"), r#"{"user_id":"alice"}"#).await;
+    let (status, replay) = post(
+        &client,
+        claims.clone(),
+        Some("k-alice"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(replay, first);
 
-    let campaign: Value = client.get(server.url("/v1/campaigns/spring")).send().await.unwrap().json().await.unwrap();
+    let campaign: Value = client
+        .get(server.url("/v1/campaigns/spring"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(campaign["issued"], 2);
     assert_eq!(campaign["remaining"], 0);
     assert_eq!(campaign["sold_out"], true);
 
     // Status of a decided request.
-    let status: Value = client.get(server.url("/v1/campaigns/spring/requests/k-alice")).send().await.unwrap().json().await.unwrap();
+    let status: Value = client
+        .get(server.url("/v1/campaigns/spring/requests/k-alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["status"], "decided");
     assert_eq!(status["outcome"], first);
 
     // Redeem: not the holder, then the holder, then again.
     let redeem = server.url(&format!("/v1/campaigns/spring/coupons/{coupon_id}/redeem"));
-    let (status, body) = post(&client, redeem.clone(), Some("r-bob"), r#"{"user_id":"bob"}"#).await;
+    let (status, body) = post(
+        &client,
+        redeem.clone(),
+        Some("r-bob"),
+        r#"{"user_id":"bob"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error_code(status, &body), "not_coupon_holder");
-    let (status, body) = post(&client, redeem.clone(), Some("r-alice"), r#"{"user_id":"alice"}"#).await;
+    let (status, body) = post(
+        &client,
+        redeem.clone(),
+        Some("r-alice"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decision"]["status"], "coupon_redeemed");
-    let (status, body) = post(&client, redeem.clone(), Some("r-alice-2"), r#"{"user_id":"alice"}"#).await;
+    let (status, body) = post(
+        &client,
+        redeem.clone(),
+        Some("r-alice-2"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error_code(status, &body), "already_redeemed");
-    let (status, body) = post(&client, server.url("/v1/campaigns/spring/coupons/spring-99/redeem"), Some("r-x"), r#"{"user_id":"alice"}"#).await;
+    let (status, body) = post(
+        &client,
+        server.url("/v1/campaigns/spring/coupons/spring-99/redeem"),
+        Some("r-x"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(status, &body), "coupon_not_found");
 
     // The user's coupons, with expiry in UTC and in the campaign's local time.
-    let mine: Value = client.get(server.url("/v1/users/alice/coupons")).send().await.unwrap().json().await.unwrap();
+    let mine: Value = client
+        .get(server.url("/v1/users/alice/coupons"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let coupon = &mine["coupons"][0];
     assert_eq!(coupon["coupon_id"], coupon_id.as_str());
     assert_eq!(coupon["state"], "redeemed");
     assert_eq!(coupon["time_zone"], "Asia/Seoul");
-    assert!(coupon["expires_at"].as_str().unwrap().ends_with('Z'), "{coupon}");
-    assert!(coupon["expires_at_local"].as_str().unwrap().ends_with("T00:00:00+09:00"), "{coupon}");
+    assert!(
+        coupon["expires_at"].as_str().unwrap().ends_with('Z'),
+        "{coupon}"
+    );
+    assert!(
+        coupon["expires_at_local"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+09:00"),
+        "{coupon}"
+    );
 }
 
 #[tokio::test]
@@ -111,10 +238,16 @@ async fn bad_input_gets_a_clear_error_and_the_edge_keeps_serving() {
     let (_dir, data) = temp_dir();
     let mut server = Server::start(&data, &["--wait-budget-ms", "5000"]);
     let client = client();
-    create_campaign(&client, &server, "c1", json!({"capacity": 5, "time_zone": "Asia/Tokyo"})).await;
+    create_campaign(
+        &client,
+        &server,
+        "c1",
+        json!({"capacity": 5, "time_zone": "Asia/Tokyo"}),
+    )
+    .await;
     let claims = server.url("/v1/campaigns/c1/claims");
 
-    let cases: Vec<(&str, String, Option<&str>, String, StatusCode, &str)> = vec![
+    let cases: Vec<BadInput> = vec![
         ("malformed JSON", claims.clone(), Some("b1"), r#"{"user_id": "#.into(), StatusCode::BAD_REQUEST, "malformed_json"),
         ("missing key", claims.clone(), None, r#"{"user_id":"u"}"#.into(), StatusCode::BAD_REQUEST, "missing_idempotency_key"),
         ("key with a space", claims.clone(), Some("bad key"), r#"{"user_id":"u"}"#.into(), StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
@@ -135,13 +268,30 @@ async fn bad_input_gets_a_clear_error_and_the_edge_keeps_serving() {
         assert_eq!(status, expected_status, "{name}: {json}");
         assert_eq!(error_code(status, &json), expected_code, "{name}");
     }
-    let response = client.post(&claims).header("Idempotency-Key", "b13").body(r#"{"user_id":"u"}"#).send().await.unwrap();
+    let response = client
+        .post(&claims)
+        .header("Idempotency-Key", "b13")
+        .body(r#"{"user_id":"u"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let response = client.get(server.url("/v1/campaigns/c1/requests/never-sent")).send().await.unwrap();
+    let response = client
+        .get(server.url("/v1/campaigns/c1/requests/never-sent"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
     // Nothing above reached the log as a claim: the campaign is untouched.
-    let campaign: Value = client.get(server.url("/v1/campaigns/c1")).send().await.unwrap().json().await.unwrap();
+    let campaign: Value = client
+        .get(server.url("/v1/campaigns/c1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(campaign["issued"], 0, "{campaign}");
     // And the edge still serves.
     assert!(server.is_running());
@@ -154,7 +304,13 @@ async fn a_zero_wait_budget_answers_202_with_a_status_url_that_resolves() {
     let (_dir, data) = temp_dir();
     let server = Server::start(&data, &[]);
     let client = client();
-    create_campaign(&client, &server, "later", json!({"capacity": 3, "time_zone": "America/New_York"})).await;
+    create_campaign(
+        &client,
+        &server,
+        "later",
+        json!({"capacity": 3, "time_zone": "America/New_York"}),
+    )
+    .await;
     let response = client
         .post(server.url("/v1/campaigns/later/claims"))
         .header("Idempotency-Key", "slow-1")
@@ -168,7 +324,14 @@ async fn a_zero_wait_budget_answers_202_with_a_status_url_that_resolves() {
     assert_eq!(location, "/v1/campaigns/later/requests/slow-1");
     let mut decided = Value::Null;
     for _ in 0..100 {
-        let status: Value = client.get(server.url(&location)).send().await.unwrap().json().await.unwrap();
+        let status: Value = client
+            .get(server.url(&location))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if status["status"] == "decided" {
             decided = status;
             break;
@@ -176,7 +339,10 @@ async fn a_zero_wait_budget_answers_202_with_a_status_url_that_resolves() {
         assert_eq!(status["status"], "pending");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(decided["outcome"]["decision"]["status"], "coupon_granted", "{decided}");
+    assert_eq!(
+        decided["outcome"]["decision"]["status"], "coupon_granted",
+        "{decided}"
+    );
 }
 
 #[tokio::test]
@@ -184,16 +350,40 @@ async fn a_restart_keeps_every_decision_and_the_audit_passes() {
     let (_dir, data) = temp_dir();
     let server = Server::start(&data, &[]);
     let client = client();
-    create_campaign(&client, &server, "keep", json!({"capacity": 10, "time_zone": "UTC"})).await;
-    let (status, first) = post(&client, server.url("/v1/campaigns/keep/claims"), Some("a"), r#"{"user_id":"a"}"#).await;
+    create_campaign(
+        &client,
+        &server,
+        "keep",
+        json!({"capacity": 10, "time_zone": "UTC"}),
+    )
+    .await;
+    let (status, first) = post(
+        &client,
+        server.url("/v1/campaigns/keep/claims"),
+        Some("a"),
+        r#"{"user_id":"a"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     server.kill();
 
     let server = Server::start(&data, &[]);
-    let (status, replay) = post(&client, server.url("/v1/campaigns/keep/claims"), Some("a"), r#"{"user_id":"a"}"#).await;
+    let (status, replay) = post(
+        &client,
+        server.url("/v1/campaigns/keep/claims"),
+        Some("a"),
+        r#"{"user_id":"a"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(replay, first);
-    let (status, second) = post(&client, server.url("/v1/campaigns/keep/claims"), Some("b"), r#"{"user_id":"b"}"#).await;
+    let (status, second) = post(
+        &client,
+        server.url("/v1/campaigns/keep/claims"),
+        Some("b"),
+        r#"{"user_id":"b"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(second["decision"]["coupon"]["coupon_id"], "keep-2");
     let (passed, report) = common::audit(&data);

@@ -99,7 +99,9 @@ impl CouponCampaign {
     /// Decides a redeem of `coupon_id` by `user_id` at `now`.
     pub fn redeem(&mut self, user_id: &str, coupon_id: &str, now: DateTime<Utc>) -> Decision {
         let Some(index) = self.coupon_index(coupon_id) else {
-            return Decision::Rejected { reason: Rejection::CouponNotFound };
+            return Decision::Rejected {
+                reason: Rejection::CouponNotFound,
+            };
         };
         let coupon = &self.issued[index];
         let rejection = if &*coupon.holder != user_id {
@@ -115,7 +117,10 @@ impl CouponCampaign {
             return Decision::Rejected { reason };
         }
         self.record_redeem(index);
-        Decision::CouponRedeemed { coupon_id: coupon_id.to_string(), redeemed_at: now }
+        Decision::CouponRedeemed {
+            coupon_id: coupon_id.to_string(),
+            redeemed_at: now,
+        }
     }
 
     /// Re-applies a recorded decision during recovery. Only state-changing decisions
@@ -159,7 +164,11 @@ impl CouponCampaign {
             coupon.user_id,
             self.campaign_id
         );
-        self.issued.push(IssuedCoupon { holder, expires_at: coupon.expires_at, redeemed: false });
+        self.issued.push(IssuedCoupon {
+            holder,
+            expires_at: coupon.expires_at,
+            redeemed: false,
+        });
     }
 
     fn record_redeem(&mut self, index: usize) {
@@ -175,6 +184,8 @@ impl CouponCampaign {
             .strip_prefix('-')?
             .parse::<usize>()
             .ok()?;
-        (1..=self.issued.len()).contains(&sequence).then(|| sequence - 1)
+        (1..=self.issued.len())
+            .contains(&sequence)
+            .then(|| sequence - 1)
     }
 }

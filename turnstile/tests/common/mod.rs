@@ -27,7 +27,9 @@ impl Server {
             .expect("spawn turnstile serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let addr = line
             .trim()
             .strip_prefix("turnstile listening on http://")
@@ -76,7 +78,10 @@ pub fn audit(data_dir: &Path) -> (bool, String) {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
@@ -86,7 +91,12 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Creates a campaign and asserts it was created.
-pub async fn create_campaign(client: &reqwest::Client, server: &Server, id: &str, spec: serde_json::Value) {
+pub async fn create_campaign(
+    client: &reqwest::Client,
+    server: &Server,
+    id: &str,
+    spec: serde_json::Value,
+) {
     let mut body = spec;
     body["campaign_id"] = serde_json::Value::String(id.to_string());
     let response = client
@@ -98,5 +108,8 @@ pub async fn create_campaign(client: &reqwest::Client, server: &Server, id: &str
         .unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    assert!(status == 201 || status == 200, "create campaign {id}: {status} {text}");
+    assert!(
+        status == 201 || status == 200,
+        "create campaign {id}: {status} {text}"
+    );
 }
