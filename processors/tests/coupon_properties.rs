@@ -6,8 +6,9 @@
 //! days), then a random interleaving of claims by a pool of five users (so the limits
 //! bite), retries of earlier requests (same request, resource and user id, same command,
 //! a later `submitted_at`), exact duplicate deliveries, redeems of held, foreign, already
-//! redeemed and nonexistent coupons, re-creates of a campaign, commands for a campaign
-//! that does not exist, and clock moves. The clock is a random walk that goes backwards as
+//! redeemed and nonexistent coupons, re-creates of a campaign (same spec, another spec,
+//! an invalid spec), commands for a campaign that does not exist, fresh requests that
+//! reuse a request id on another resource, and clock moves. The clock is a random walk that goes backwards as
 //! well as forwards by up to days at a time and also jumps exactly onto (or one second
 //! beside) window edges and coupon expiries, so every boundary is crossed both ways.
 //! The bases sit next to the 2026 New York daylight-saving changes and to midnight in
@@ -17,14 +18,15 @@
 //!
 //! | test | invariant |
 //! |---|---|
-//! | [`no_oversell_and_limits_hold`] | 1 no oversell; 2 limits hold |
-//! | [`one_outcome_per_request`] | 3 one outcome per request, equal in value and in bytes |
-//! | [`fair_order`] | 5 fair order: sold out is final, coupon numbers follow the log |
-//! | [`decisions_match_reference_model`] | 1, 2, 3, 5 and the campaign rules: every outcome equals the one an independent reference model ([`Model`]) computes |
-//! | [`redeem_once_by_holder_before_expiry`] | campaign rule 5: a coupon is redeemed at most once, only by its holder, never at or after `expires_at` |
-//! | [`replay_is_byte_identical`] | 6 determinism: a replay gives byte-identical outcomes |
-//! | [`restore_then_continue_equals_uninterrupted`] | 6 (and 3 across a restart): recovery from the recorded outcomes is equivalent to never having stopped |
-//! | [`generator_exercises_every_rule`] | none: guards the others against being vacuous |
+//! | `no_oversell_and_limits_hold` | 1 no oversell; 2 limits hold |
+//! | `one_outcome_per_request` | 3 one outcome per request, equal in value and in bytes |
+//! | `fair_order` | 5 fair order: sold out is final, coupon numbers follow the log |
+//! | `decisions_match_reference_model` | 1, 2, 3, 5 and the campaign rules: every outcome equals the one an independent reference model (`Model`) computes |
+//! | `redeem_once_by_holder_before_expiry` | campaign rule 5: a coupon is redeemed at most once, only by its holder, never at or after `expires_at` |
+//! | `replay_is_byte_identical` | 6 determinism: a replay gives byte-identical outcomes |
+//! | `restore_then_continue_equals_uninterrupted` | 6 (and 3 across a restart): recovery from the recorded outcomes is equivalent to never having stopped |
+//! | `generator_exercises_every_rule` | none: guards the others against being vacuous |
+//! | `noncanonical_coupon_ids_are_not_found` | campaign rule 5: only the canonical id names a coupon |
 //!
 //! Failing cases are not persisted (`failure_persistence: None`), so that running the tests
 //! never writes files into the source tree; proptest prints the shrunk stream instead, one
@@ -43,8 +45,8 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use turnstile_processors::{Applied, PartitionState};
 use turnstile_schemas::{
-    CampaignSpec, Command, CouponCommand, Decision, Envelope, LogPosition, Outcome, Rejection,
-    ENVELOPE_VERSION,
+    CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition, Outcome,
+    Rejection, ENVELOPE_VERSION,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -76,7 +78,9 @@ const BASES: [&str; 4] = [
 ];
 
 fn utc(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn user(index: usize) -> String {
@@ -84,7 +88,10 @@ fn user(index: usize) -> String {
 }
 
 fn position(offset: usize) -> LogPosition {
-    LogPosition { partition: 0, offset: offset as u64 }
+    LogPosition {
+        partition: 0,
+        offset: offset as u64,
+    }
 }
 
 /// The sequence number `n` of a coupon id `<campaign>-<n>`, if it has that exact form.
@@ -146,13 +153,28 @@ enum Op {
     /// A redeem of an issued coupon by its holder (often already redeemed or expired).
     RedeemHeld(Index),
     /// A redeem of any issued coupon (often someone else's or another campaign's).
-    RedeemAny { campaign: usize, user: usize, coupon: Index },
+    RedeemAny {
+        campaign: usize,
+        user: usize,
+        coupon: Index,
+    },
     /// A redeem of a coupon id that does not exist.
-    RedeemMissing { campaign: usize, user: usize, kind: u8 },
+    RedeemMissing {
+        campaign: usize,
+        user: usize,
+        kind: u8,
+    },
     /// A create of an existing campaign: same spec, another spec, or an invalid spec.
     Recreate { campaign: usize, kind: u8 },
     /// A claim or (`redeem`) a redeem on a campaign that does not exist.
     Unknown { user: usize, redeem: bool },
+    /// A fresh claim that reuses an earlier request id on another resource: request ids are
+    /// scoped to their resource, so this is a different request.
+    ReuseKeyElsewhere {
+        pick: Index,
+        campaign: usize,
+        user: usize,
+    },
     /// The clock moves by this many seconds (either way).
     Tick(i64),
     /// The clock jumps onto an instant of interest (window edges, coupon expiries), nudged
@@ -204,8 +226,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(campaign, user, coupon)| Op::RedeemAny { campaign, user, coupon }),
         1 => (campaign.clone(), 0..USERS, 0..5_u8)
             .prop_map(|(campaign, user, kind)| Op::RedeemMissing { campaign, user, kind }),
-        1 => (campaign, 0..3_u8).prop_map(|(campaign, kind)| Op::Recreate { campaign, kind }),
+        1 => (campaign.clone(), 0..3_u8).prop_map(|(campaign, kind)| Op::Recreate { campaign, kind }),
         1 => (0..USERS, any::<bool>()).prop_map(|(user, redeem)| Op::Unknown { user, redeem }),
+        1 => (any::<Index>(), campaign, 0..USERS)
+            .prop_map(|(pick, campaign, user)| Op::ReuseKeyElsewhere { pick, campaign, user }),
         5 => clock_step_secs().prop_map(Op::Tick),
         2 => (any::<Index>(), -1..=1_i64)
             .prop_map(|(target, nudge_secs)| Op::JumpTo { target, nudge_secs }),
@@ -227,9 +251,12 @@ struct Stream {
 /// Prints one line per record, so a shrunk failing case reads like a log.
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Stream of {} records (partition 0, offset = #):", self.envelopes.len())?;
-        for (i, (envelope, predicted)) in self.envelopes.iter().zip(&self.predicted).enumerate()
-        {
+        writeln!(
+            f,
+            "Stream of {} records (partition 0, offset = #):",
+            self.envelopes.len()
+        )?;
+        for (i, (envelope, predicted)) in self.envelopes.iter().zip(&self.predicted).enumerate() {
             let command = match &envelope.command {
                 Command::Coupon(CouponCommand::Claim) => "claim".to_string(),
                 Command::Coupon(CouponCommand::Redeem { coupon_id }) => {
@@ -261,7 +288,11 @@ impl fmt::Debug for Stream {
                 envelope.resource_id,
                 envelope.user_id,
                 envelope.request_id,
-                if predicted.is_new { "" } else { " (seen before)" },
+                if predicted.is_new {
+                    ""
+                } else {
+                    " (seen before)"
+                },
             )?;
         }
         Ok(())
@@ -278,8 +309,19 @@ struct Builder {
 }
 
 impl Builder {
+    /// A fresh request with a request id never used before.
     fn push(&mut self, resource_id: &str, user_id: &str, command: CouponCommand) {
         let request_id = format!("r{}", self.envelopes.len());
+        self.push_as(request_id, resource_id, user_id, command);
+    }
+
+    fn push_as(
+        &mut self,
+        request_id: String,
+        resource_id: &str,
+        user_id: &str,
+        command: CouponCommand,
+    ) {
         self.deliver(Envelope {
             v: ENVELOPE_VERSION,
             request_id,
@@ -324,11 +366,17 @@ impl Builder {
                 let coupons = self.model.coupons();
                 if !coupons.is_empty() {
                     let (campaign, coupon) = coupons[pick.index(coupons.len())].clone();
-                    let command = CouponCommand::Redeem { coupon_id: coupon.coupon_id };
+                    let command = CouponCommand::Redeem {
+                        coupon_id: coupon.coupon_id,
+                    };
                     self.push(&campaign, &coupon.holder, command);
                 }
             }
-            Op::RedeemAny { campaign, user: u, coupon } => {
+            Op::RedeemAny {
+                campaign,
+                user: u,
+                coupon,
+            } => {
                 let campaign = self.campaign(*campaign).to_string();
                 let coupons = self.model.coupons();
                 let coupon_id = if coupons.is_empty() {
@@ -338,9 +386,17 @@ impl Builder {
                 };
                 self.push(&campaign, &user(*u), CouponCommand::Redeem { coupon_id });
             }
-            Op::RedeemMissing { campaign, user: u, kind } => {
+            Op::RedeemMissing {
+                campaign,
+                user: u,
+                kind,
+            } => {
                 let campaign = self.campaign(*campaign).to_string();
-                let next = self.model.campaigns.get(&campaign).map_or(1, |c| c.coupons.len() + 1);
+                let next = self
+                    .model
+                    .campaigns
+                    .get(&campaign)
+                    .map_or(1, |c| c.coupons.len() + 1);
                 let coupon_id = match kind {
                     0 => format!("{campaign}-999"),
                     1 => format!("{campaign}-0"),
@@ -362,11 +418,30 @@ impl Builder {
             }
             Op::Unknown { user: u, redeem } => {
                 let command = if *redeem {
-                    CouponCommand::Redeem { coupon_id: format!("{GHOST_CAMPAIGN}-1") }
+                    CouponCommand::Redeem {
+                        coupon_id: format!("{GHOST_CAMPAIGN}-1"),
+                    }
                 } else {
                     CouponCommand::Claim
                 };
                 self.push(GHOST_CAMPAIGN, &user(*u), command);
+            }
+            Op::ReuseKeyElsewhere {
+                pick,
+                campaign,
+                user: u,
+            } => {
+                if !self.envelopes.is_empty() {
+                    let earlier = &self.envelopes[pick.index(self.envelopes.len())];
+                    let request_id = earlier.request_id.clone();
+                    let mut resource = self.campaign(*campaign).to_string();
+                    if resource == earlier.resource_id {
+                        resource = GHOST_CAMPAIGN.to_string();
+                    }
+                    if resource != earlier.resource_id {
+                        self.push_as(request_id, &resource, &user(*u), CouponCommand::Claim);
+                    }
+                }
             }
             Op::Tick(secs) => self.now += Duration::seconds(*secs),
             Op::JumpTo { target, nudge_secs } => {
@@ -399,11 +474,19 @@ fn build_stream(base: DateTime<Utc>, gens: &[CampaignGen], ops: &[Op]) -> Stream
     // unknown.
     let mut invalid = specs[0].1.clone();
     invalid.capacity = 0;
-    builder.push(GHOST_CAMPAIGN, OPERATOR, CouponCommand::CreateCampaign { spec: invalid });
+    builder.push(
+        GHOST_CAMPAIGN,
+        OPERATOR,
+        CouponCommand::CreateCampaign { spec: invalid },
+    );
     for op in ops {
         builder.step(op);
     }
-    Stream { specs, envelopes: builder.envelopes, predicted: builder.predicted }
+    Stream {
+        specs,
+        envelopes: builder.envelopes,
+        predicted: builder.predicted,
+    }
 }
 
 fn stream() -> impl Strategy<Value = Stream> {
@@ -457,13 +540,17 @@ fn model_expiry(issued_at: DateTime<Utc>, time_zone: Tz, valid_days: u32) -> Dat
         .from_local_datetime(&expiry_date.and_time(NaiveTime::MIN))
         .single()
         .expect("Seoul, Tokyo and New York never move their clocks at midnight")
+        .with_timezone(&Utc)
 }
 
 impl Model {
     fn apply(&mut self, envelope: &Envelope, position: LogPosition) -> Applied {
         let key = (envelope.resource_id.clone(), envelope.request_id.clone());
         if let Some(first) = self.decided.get(&key) {
-            return Applied { outcome: first.clone().into(), is_new: false };
+            return Applied {
+                outcome: first.clone().into(),
+                is_new: false,
+            };
         }
         let now = envelope.submitted_at;
         let Command::Coupon(command) = &envelope.command;
@@ -484,12 +571,20 @@ impl Model {
             request_id: envelope.request_id.clone(),
             resource_id: envelope.resource_id.clone(),
             user_id: envelope.user_id.clone(),
+            command: match command {
+                CouponCommand::CreateCampaign { .. } => CommandKind::CreateCampaign,
+                CouponCommand::Claim => CommandKind::Claim,
+                CouponCommand::Redeem { .. } => CommandKind::Redeem,
+            },
             position,
             decided_at: now,
             decision,
         };
         self.decided.insert(key, outcome.clone());
-        Applied { outcome: outcome.into(), is_new: true }
+        Applied {
+            outcome: outcome.into(),
+            is_new: true,
+        }
     }
 
     fn create(&mut self, campaign_id: &str, spec: &CampaignSpec) -> Decision {
@@ -579,7 +674,10 @@ impl ModelCampaign {
             return rejected(Rejection::CouponExpired);
         }
         coupon.redeemed = true;
-        Decision::CouponRedeemed { coupon_id: coupon_id.to_string(), redeemed_at: now }
+        Decision::CouponRedeemed {
+            coupon_id: coupon_id.to_string(),
+            redeemed_at: now,
+        }
     }
 }
 
@@ -592,7 +690,11 @@ fn rejected(reason: Rejection) -> Decision {
 // ---------------------------------------------------------------------------------------
 
 /// Applies `envelopes`, the first of them read at `first_offset`.
-fn apply_all(state: &mut PartitionState, envelopes: &[Envelope], first_offset: usize) -> Vec<Applied> {
+fn apply_all(
+    state: &mut PartitionState,
+    envelopes: &[Envelope],
+    first_offset: usize,
+) -> Vec<Applied> {
     envelopes
         .iter()
         .enumerate()
@@ -629,15 +731,21 @@ fn check_no_oversell_and_limits(
     state: &PartitionState,
     applied: &[Applied],
 ) -> Result<(), TestCaseError> {
-    let specs: HashMap<&str, &CampaignSpec> =
-        stream.specs.iter().map(|(id, spec)| (id.as_str(), spec)).collect();
+    let specs: HashMap<&str, &CampaignSpec> = stream
+        .specs
+        .iter()
+        .map(|(id, spec)| (id.as_str(), spec))
+        .collect();
     let mut granted: HashMap<&str, HashSet<&str>> = HashMap::new();
     let mut per_user: HashMap<(&str, &str), HashSet<&str>> = HashMap::new();
     for a in applied {
         if let Decision::CouponGranted { coupon } = &a.outcome.decision {
             prop_assert_eq!(&coupon.campaign_id, &a.outcome.resource_id);
             prop_assert_eq!(&coupon.user_id, &a.outcome.user_id);
-            granted.entry(&coupon.campaign_id).or_default().insert(&coupon.coupon_id);
+            granted
+                .entry(&coupon.campaign_id)
+                .or_default()
+                .insert(&coupon.coupon_id);
             per_user
                 .entry((&coupon.campaign_id, &coupon.user_id))
                 .or_default()
@@ -646,7 +754,11 @@ fn check_no_oversell_and_limits(
     }
     for (campaign, coupons) in &granted {
         let spec = specs.get(campaign).copied();
-        prop_assert!(spec.is_some(), "coupon granted on campaign {} never created", campaign);
+        prop_assert!(
+            spec.is_some(),
+            "coupon granted on campaign {} never created",
+            campaign
+        );
         let capacity = spec.unwrap().capacity as usize;
         prop_assert!(
             coupons.len() <= capacity,
@@ -670,7 +782,12 @@ fn check_no_oversell_and_limits(
     for (id, campaign) in state.campaigns() {
         prop_assert!(campaign.issued_count() <= campaign.spec().capacity);
         let from_outcomes = granted.get(id).map_or(0, HashSet::len);
-        prop_assert_eq!(campaign.issued_count() as usize, from_outcomes, "campaign {}", id);
+        prop_assert_eq!(
+            campaign.issued_count() as usize,
+            from_outcomes,
+            "campaign {}",
+            id
+        );
     }
     Ok(())
 }
@@ -691,10 +808,18 @@ fn check_one_outcome_per_request(
                 prop_assert!(a.is_new, "#{} is the first delivery but is_new is false", i);
                 prop_assert_eq!(a.outcome.position, position(i));
                 prop_assert_eq!(a.outcome.decided_at, envelope.submitted_at);
-                first.insert((&envelope.resource_id, &envelope.request_id), a);
+                first.insert(
+                    (envelope.resource_id.as_str(), envelope.request_id.as_str()),
+                    a,
+                );
             }
             Some(earlier) => {
-                prop_assert!(!a.is_new, "#{} repeats {} but is_new is true", i, envelope.request_id);
+                prop_assert!(
+                    !a.is_new,
+                    "#{} repeats {} but is_new is true",
+                    i,
+                    envelope.request_id
+                );
                 prop_assert_eq!(&a.outcome, &earlier.outcome, "#{} got another outcome", i);
                 prop_assert_eq!(bytes(&a.outcome), bytes(&earlier.outcome));
             }
@@ -719,16 +844,24 @@ fn check_fair_order(stream: &Stream, applied: &[Applied]) -> Result<(), TestCase
         }
         let campaign = envelope.resource_id.as_str();
         match &a.outcome.decision {
-            Decision::Rejected { reason: Rejection::SoldOut } => {
+            Decision::Rejected {
+                reason: Rejection::SoldOut,
+            } => {
                 sold_out_at.entry(campaign).or_insert(i);
             }
             Decision::CouponGranted { coupon } => {
-                if let Some(p) = sold_out_at.get(campaign) {
-                    prop_assert!(false, "#{} granted {} after #{} was sold out", i, coupon.coupon_id, p);
-                }
+                prop_assert!(
+                    !sold_out_at.contains_key(campaign),
+                    "#{} granted {} after #{:?} was sold out",
+                    i,
+                    coupon.coupon_id,
+                    sold_out_at.get(campaign)
+                );
                 let sequence = coupon_sequence(campaign, &coupon.coupon_id);
                 prop_assert!(sequence.is_some(), "bad coupon id {}", coupon.coupon_id);
-                let previous = last_sequence.insert(campaign, sequence.unwrap()).unwrap_or(0);
+                let previous = last_sequence
+                    .insert(campaign, sequence.unwrap())
+                    .unwrap_or(0);
                 prop_assert_eq!(
                     sequence.unwrap(),
                     previous + 1,
@@ -748,7 +881,12 @@ fn check_fair_order(stream: &Stream, applied: &[Applied]) -> Result<(), TestCase
 /// Every outcome, and whether it is new, equals the reference model's.
 fn check_against_model(stream: &Stream, applied: &[Applied]) -> Result<(), TestCaseError> {
     for (i, (a, predicted)) in applied.iter().zip(&stream.predicted).enumerate() {
-        prop_assert_eq!(&a.outcome, &predicted.outcome, "record #{} differs from the model", i);
+        prop_assert_eq!(
+            &a.outcome,
+            &predicted.outcome,
+            "record #{} differs from the model",
+            i
+        );
         prop_assert_eq!(a.is_new, predicted.is_new, "record #{}: is_new", i);
     }
     Ok(())
@@ -765,12 +903,23 @@ fn check_redeems(applied: &[Applied]) -> Result<(), TestCaseError> {
             Decision::CouponGranted { coupon } => {
                 prop_assert!(issued.insert(&coupon.coupon_id, coupon).is_none());
             }
-            Decision::CouponRedeemed { coupon_id, redeemed_at } => {
+            Decision::CouponRedeemed {
+                coupon_id,
+                redeemed_at,
+            } => {
                 let coupon = issued.get(coupon_id.as_str());
-                prop_assert!(coupon.is_some(), "redeemed {}, which was never issued", coupon_id);
+                prop_assert!(
+                    coupon.is_some(),
+                    "redeemed {}, which was never issued",
+                    coupon_id
+                );
                 let coupon = coupon.unwrap();
                 prop_assert_eq!(&coupon.campaign_id, &outcome.resource_id);
-                prop_assert_eq!(&coupon.user_id, &outcome.user_id, "redeemed by a non-holder");
+                prop_assert_eq!(
+                    &coupon.user_id,
+                    &outcome.user_id,
+                    "redeemed by a non-holder"
+                );
                 prop_assert_eq!(*redeemed_at, outcome.decided_at);
                 prop_assert!(
                     *redeemed_at < coupon.expires_at,
@@ -792,7 +941,10 @@ fn check_redeems(applied: &[Applied]) -> Result<(), TestCaseError> {
 // ---------------------------------------------------------------------------------------
 
 fn config() -> ProptestConfig {
-    ProptestConfig { failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
@@ -895,6 +1047,7 @@ fn generator_exercises_every_rule() {
         let stream = strategy.new_tree(&mut runner).unwrap().current();
         let mut expiries: HashMap<&str, DateTime<Utc>> = HashMap::new();
         let mut previous_time = None;
+        let mut request_ids: HashSet<&str> = HashSet::new();
         for (envelope, predicted) in stream.envelopes.iter().zip(&stream.predicted) {
             let decision = &predicted.outcome.decision;
             let name = match decision {
@@ -905,13 +1058,24 @@ fn generator_exercises_every_rule() {
             };
             *decisions.entry(name.to_string()).or_default() += 1;
             let now = envelope.submitted_at;
-            count("clock went backwards", previous_time.is_some_and(|t| now < t));
+            count(
+                "clock went backwards",
+                previous_time.is_some_and(|t| now < t),
+            );
             previous_time = Some(now);
             count("duplicate or retry", !predicted.is_new);
+            let reused = !request_ids.insert(&envelope.request_id);
+            count(
+                "request id reused on another resource",
+                reused && predicted.is_new,
+            );
             if !predicted.is_new {
                 continue;
             }
-            let spec = stream.specs.iter().find(|(id, _)| *id == envelope.resource_id);
+            let spec = stream
+                .specs
+                .iter()
+                .find(|(id, _)| *id == envelope.resource_id);
             if let (true, Some((_, spec))) = (is_claim(envelope), spec) {
                 count("claim exactly at opens_at", spec.opens_at == Some(now));
                 count("claim exactly at closes_at", spec.closes_at == Some(now));
@@ -928,10 +1092,15 @@ fn generator_exercises_every_rule() {
                     "redeemed one second before expiry",
                     expiries[coupon_id.as_str()] == now + Duration::seconds(1),
                 ),
-                Decision::Rejected { reason: Rejection::CouponExpired } => {
+                Decision::Rejected {
+                    reason: Rejection::CouponExpired,
+                } => {
                     if let Command::Coupon(CouponCommand::Redeem { coupon_id }) = &envelope.command
                     {
-                        count("expired exactly at expiry", expiries[coupon_id.as_str()] == now);
+                        count(
+                            "expired exactly at expiry",
+                            expiries[coupon_id.as_str()] == now,
+                        );
                     }
                 }
                 _ => {}
@@ -956,10 +1125,65 @@ fn generator_exercises_every_rule() {
         .map(Rejection::code),
     );
     for name in expected {
-        assert!(decisions.get(name).copied().unwrap_or(0) >= 10, "{name}: {decisions:?}");
+        assert!(
+            decisions.get(name).copied().unwrap_or(0) >= 10,
+            "{name}: {decisions:?}"
+        );
     }
     for (what, hits) in &boundaries {
-        assert!(*hits >= 3, "{what}: only {hits} hits in 300 streams ({boundaries:?})");
+        assert!(
+            *hits >= 3,
+            "{what}: only {hits} hits in 300 streams ({boundaries:?})"
+        );
     }
     assert_eq!(boundaries.len(), 8, "{boundaries:?}");
+}
+
+/// A redeem naming an issued coupon's number in another spelling (`drop-01`, `drop-+1`)
+/// names no coupon: it must be `coupon_not_found`, like any id that was never issued.
+/// (A loose parse once let `drop-01` redeem coupon `drop-1` and record a redeem of an id
+/// that was never issued, which the journal then refused as corrupt, stopping the partition.)
+#[test]
+fn noncanonical_coupon_ids_are_not_found() {
+    let base = utc("2026-06-15T00:00:00Z");
+    let campaign = CampaignGen {
+        capacity: 5,
+        per_user_limit: 1,
+        opens_h: None,
+        closes_after_h: None,
+        time_zone: 0,
+        valid_days: 0,
+    };
+    let mut builder = Builder {
+        model: Model::default(),
+        now: base,
+        campaigns: vec![CAMPAIGN_IDS[0].to_string()],
+        envelopes: Vec::new(),
+        predicted: Vec::new(),
+    };
+    builder.push(
+        "drop",
+        OPERATOR,
+        CouponCommand::CreateCampaign {
+            spec: campaign.spec(base),
+        },
+    );
+    builder.push("drop", "u0", CouponCommand::Claim);
+    for coupon_id in ["drop-01", "drop-+1", "drop-1"] {
+        let command = CouponCommand::Redeem {
+            coupon_id: coupon_id.to_string(),
+        };
+        builder.push("drop", "u0", command);
+    }
+    let stream = Stream {
+        specs: vec![("drop".to_string(), campaign.spec(base))],
+        envelopes: builder.envelopes,
+        predicted: builder.predicted,
+    };
+    let (_, applied) = run(&stream);
+    for (i, a) in applied.iter().enumerate() {
+        println!("#{i} {:?}", a.outcome.decision);
+    }
+    check_redeems(&applied).unwrap();
+    check_against_model(&stream, &applied).unwrap();
 }

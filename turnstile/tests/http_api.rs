@@ -31,7 +31,14 @@ async fn post(
 }
 
 /// A bad request: (what it is, URL, Idempotency-Key, body, expected status, expected code).
-type BadInput<'a> = (&'a str, String, Option<&'a str>, String, StatusCode, &'a str);
+type BadInput<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    String,
+    StatusCode,
+    &'a str,
+);
 
 /// Asserts the stable error shape and returns the code.
 fn error_code(status: StatusCode, body: &Value) -> String {
@@ -167,6 +174,17 @@ async fn claims_replays_redeems_and_lookups() {
         .unwrap();
     assert_eq!(status["status"], "decided");
     assert_eq!(status["outcome"], first);
+
+    // A non-canonical spelling of a real coupon id names no coupon (and stops nothing).
+    let (status, body) = post(
+        &client,
+        server.url("/v1/campaigns/spring/coupons/spring-01/redeem"),
+        Some("r-01"),
+        r#"{"user_id":"alice"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(status, &body), "coupon_not_found");
 
     // Redeem: not the holder, then the holder, then again.
     let redeem = server.url(&format!("/v1/campaigns/spring/coupons/{coupon_id}/redeem"));

@@ -178,12 +178,16 @@ impl CouponCampaign {
     }
 
     /// Index into `issued` of a coupon id of this campaign (`<campaign>-<n>`, n ≥ 1).
+    /// Only the canonical spelling names a coupon: `drop-01` or `drop-+1` is not `drop-1`
+    /// (a loose parse would record a redeem of an id that was never issued).
     fn coupon_index(&self, coupon_id: &str) -> Option<usize> {
-        let sequence = coupon_id
+        let digits = coupon_id
             .strip_prefix(&*self.campaign_id)?
-            .strip_prefix('-')?
-            .parse::<usize>()
-            .ok()?;
+            .strip_prefix('-')?;
+        if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let sequence = digits.parse::<usize>().ok()?;
         (1..=self.issued.len())
             .contains(&sequence)
             .then(|| sequence - 1)
