@@ -17,3 +17,65 @@ pub fn all_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("error.schema.json", json(schema_for!(crate::ErrorBody))),
     ]
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_schema_requires_what_a_processor_needs() {
+        let schemas = all_schemas();
+        let names: Vec<&str> = schemas.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "envelope.schema.json",
+                "outcome.schema.json",
+                "campaign-spec.schema.json",
+                "error.schema.json"
+            ]
+        );
+        let envelope = &schemas[0].1;
+        let required: Vec<&str> = envelope["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for field in [
+            "v",
+            "request_id",
+            "resource_id",
+            "user_id",
+            "submitted_at",
+            "domain",
+            "command",
+        ] {
+            assert!(
+                required.contains(&field),
+                "envelope schema does not require {field}: {required:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_envelope_round_trips_through_log_bytes_and_rejects_future_versions() {
+        let envelope = crate::Envelope {
+            v: crate::ENVELOPE_VERSION,
+            request_id: "k1".into(),
+            resource_id: "drop".into(),
+            user_id: "alice".into(),
+            submitted_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            traceparent: None,
+            command: crate::Command::Coupon(crate::CouponCommand::Claim),
+        };
+        let bytes = envelope.to_log_bytes();
+        assert_eq!(crate::Envelope::from_log_bytes(&bytes).unwrap(), envelope);
+        let future = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"v\":1", "\"v\":2");
+        let error = crate::Envelope::from_log_bytes(future.as_bytes()).unwrap_err();
+        assert!(error.contains("version 2"), "{error}");
+    }
+}

@@ -1,0 +1,91 @@
+//! `turnstile audit` is only worth something if it fails on a broken journal: each test
+//! damages a real journal the way a bug would and expects a failing verdict naming it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{client, create_campaign, temp_dir, Server};
+use serde_json::json;
+
+/// A data directory with a campaign and three granted claims, served and then killed.
+async fn served_data_dir(data: &Path) {
+    let server = Server::start(data, &[]);
+    let http = client();
+    create_campaign(
+        &http,
+        &server,
+        "audited",
+        json!({"capacity": 10, "time_zone": "UTC"}),
+    )
+    .await;
+    for user in ["a", "b", "c"] {
+        let response = http
+            .post(server.url("/v1/campaigns/audited/claims"))
+            .header("Idempotency-Key", format!("k-{user}"))
+            .json(&json!({"user_id": user}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    server.kill();
+}
+
+async fn tamper(data: &Path, sql: &str) {
+    let url = format!("sqlite://{}", data.join("journal.sqlite").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changed = sqlx::raw_sql(sql)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert!(changed > 0, "the tampering changed nothing: {sql}");
+    pool.close().await;
+}
+
+async fn assert_audit_catches(sql: &str, expected: &str) {
+    let (_dir, data) = temp_dir();
+    served_data_dir(&data).await;
+    let (passed, report) = common::audit(&data);
+    assert!(passed, "the untouched journal must pass: {report}");
+    tamper(&data, sql).await;
+    let (passed, report) = common::audit(&data);
+    assert!(
+        !passed,
+        "audit passed a tampered journal ({sql}):\n{report}"
+    );
+    assert!(
+        report.contains(expected),
+        "expected {expected:?} in:\n{report}"
+    );
+}
+
+#[tokio::test]
+async fn an_altered_outcome_fails_the_replay() {
+    assert_audit_catches(
+        "UPDATE outcomes SET body = replace(body, 'audited-1', 'audited-9') WHERE request_id = 'k-a'",
+        "replay decided",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_coupon_for_one_user_breaks_the_limit() {
+    assert_audit_catches(
+        "INSERT INTO coupons (coupon_id, campaign_id, user_id, request_id, issued_at, expires_at)
+         VALUES ('audited-x', 'audited', 'a', 'forged', '2026-01-01T00:00:00.000Z', '2026-01-02T00:00:00.000Z')",
+        "to user \"a\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_outcome_is_found() {
+    assert_audit_catches(
+        "DELETE FROM outcomes WHERE request_id = 'k-b'",
+        "has no outcome",
+    )
+    .await;
+}
