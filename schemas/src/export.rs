@@ -43,18 +43,18 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        for field in [
-            "v",
-            "request_id",
-            "resource_id",
-            "user_id",
-            "submitted_at",
-            "domain",
-            "command",
-        ] {
+        for field in ["v", "request_id", "resource_id", "user_id", "submitted_at"] {
             assert!(
                 required.contains(&field),
                 "envelope schema does not require {field}: {required:?}"
+            );
+        }
+        // The flattened command: each domain is one branch requiring its tag and body.
+        for branch in envelope["oneOf"].as_array().unwrap() {
+            let required = branch["required"].as_array().unwrap();
+            assert!(
+                required.contains(&"domain".into()) && required.contains(&"command".into()),
+                "{branch}"
             );
         }
     }
