@@ -5,7 +5,7 @@
 //! unknown campaign and shed claims on a sold-out campaign without touching the log.
 //! On the embedded default the processors call [`OutcomeFeed`] directly, in process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +26,11 @@ pub struct OutcomeFeed {
     waiters: Vec<Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>>>,
     shard_hasher: RandomState,
     campaigns: RwLock<HashMap<String, Arc<CampaignView>>>,
+    /// Hashes of every decided request key, per campaign, so the sold-out gate can tell
+    /// "certainly never decided" (shed it) from "maybe decided" (look its outcome up)
+    /// without a journal read. A collision only costs that lookup.
+    decided: Mutex<HashMap<String, HashSet<u64>>>,
+    key_hasher: RandomState,
 }
 
 /// What the edge knows of a campaign.
@@ -51,8 +56,9 @@ impl CampaignView {
 }
 
 impl OutcomeFeed {
-    /// A feed whose catalog starts with the journal's campaigns.
-    pub fn new(campaigns: Vec<CampaignRow>) -> Self {
+    /// A feed whose catalog starts with the journal's campaigns and decided requests
+    /// (`(resource_id, request_id)` pairs).
+    pub fn new(campaigns: Vec<CampaignRow>, decided: Vec<(String, String)>) -> Self {
         let campaigns = campaigns
             .into_iter()
             .map(|row| {
@@ -63,11 +69,28 @@ impl OutcomeFeed {
                 (row.campaign_id, Arc::new(view))
             })
             .collect();
-        OutcomeFeed {
+        let feed = OutcomeFeed {
             waiters: (0..WAITER_SHARDS).map(|_| Mutex::default()).collect(),
             shard_hasher: RandomState::new(),
             campaigns: RwLock::new(campaigns),
+            decided: Mutex::default(),
+            key_hasher: RandomState::new(),
+        };
+        {
+            let mut sets = feed.decided.lock().expect("decided lock is never poisoned");
+            for (resource_id, request_id) in decided {
+                let hash = feed.key_hasher.hash_one(&request_id);
+                sets.entry(resource_id).or_default().insert(hash);
+            }
         }
+        feed
+    }
+
+    /// False when the request was certainly never decided; true when it may have been.
+    pub fn may_have_decided(&self, resource_id: &str, request_id: &str) -> bool {
+        let hash = self.key_hasher.hash_one(request_id);
+        let sets = self.decided.lock().expect("decided lock is never poisoned");
+        sets.get(resource_id).is_some_and(|set| set.contains(&hash))
     }
 
     /// The campaign, if it exists.
@@ -151,6 +174,21 @@ impl OutcomeFeed {
 
 impl DecisionListener for OutcomeFeed {
     fn committed(&self, decided: &[Decided]) {
+        // Keys first: once a grant below makes a campaign sold out, the gate must already
+        // know every request decided up to it.
+        {
+            let mut sets = self.decided.lock().expect("decided lock is never poisoned");
+            for delivery in decided.iter().filter(|d| d.is_first()) {
+                let hash = self.key_hasher.hash_one(&delivery.outcome.request_id);
+                match sets.get_mut(delivery.outcome.resource_id.as_str()) {
+                    Some(set) => set.insert(hash),
+                    None => sets
+                        .entry(delivery.outcome.resource_id.clone())
+                        .or_default()
+                        .insert(hash),
+                };
+            }
+        }
         for delivery in decided {
             self.update_catalog(delivery);
             let key = (

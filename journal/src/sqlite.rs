@@ -251,6 +251,15 @@ impl SqliteJournal {
         body.as_deref().map(parse_outcome).transpose()
     }
 
+    /// Every decided request as `(resource_id, request_id)`, for the edge's sold-out gate.
+    pub async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error> {
+        Ok(
+            sqlx::query_as("SELECT resource_id, request_id FROM outcomes")
+                .fetch_all(&self.readers)
+                .await?,
+        )
+    }
+
     /// Every campaign with its issued count.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
         let rows = sqlx::query(
@@ -467,15 +476,12 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         insert.build().execute(&mut **tx).await?;
     }
     for chunk in changed.chunks(INSERT_ROWS_MAX) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (outcome_id, partition, log_offset, kind, body) ",
-        );
+        let mut insert =
+            QueryBuilder::<Sqlite>::new("INSERT INTO outbox (partition, log_offset, kind) ");
         insert.push_values(chunk, |mut row, outcome| {
-            row.push_bind(outcome.position.outcome_id())
-                .push_bind(outcome.position.partition as i64)
+            row.push_bind(outcome.position.partition as i64)
                 .push_bind(outcome.position.offset as i64)
-                .push_bind(decision_status(&outcome.decision))
-                .push_bind(outcome_json(outcome));
+                .push_bind(decision_status(&outcome.decision));
         });
         insert.build().execute(&mut **tx).await?;
     }

@@ -220,7 +220,15 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 }
             }
         }
+        let commit_started = std::time::Instant::now();
         self.journal.commit(&batch).await?;
+        tracing::debug!(
+            partition,
+            records = records.len(),
+            outcomes = batch.outcomes.len(),
+            commit_us = commit_started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
         self.lease.next_offset = batch.next_offset;
         self.listener.committed(&decided);
         Ok(())

@@ -74,7 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         retry_every: args.retry_every,
         show_progress: !args.quiet,
     };
-    let report = race.run().await.context("the claim race failed")?;
+    let report = run_as_separate_client(race).await?;
     stack.stop().await?;
 
     let journal = SqliteJournal::open_read_only(&journal_path(&data_dir)).await?;
@@ -129,6 +129,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("demo: FAILED — {}", failures.join("; "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Runs the race on a runtime of its own, as a separate client would: sharing the edge's
+/// runtime would let the crowd's tasks queue in front of the server's and blur the figures.
+async fn run_as_separate_client(race: ClaimRace) -> anyhow::Result<crate::loadgen::RaceReport> {
+    let (report_tx, report_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("turnstile-demo-crowd".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build();
+            let report = match runtime {
+                Ok(runtime) => runtime.block_on(race.run()).map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e).context("cannot start the crowd's runtime")),
+            };
+            // The receiver only goes away if the demo itself is gone.
+            let _ = report_tx.send(report);
+        })?;
+    report_rx
+        .await
+        .context("the crowd's thread died")?
+        .context("the claim race failed")
 }
 
 async fn create_campaign(addr: SocketAddr, coupons: u32) -> anyhow::Result<()> {
