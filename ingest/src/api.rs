@@ -313,6 +313,11 @@ async fn submit(
             )));
         }
     };
+    if wait.is_zero() {
+        // `Prefer: wait=0`: the caller asked for an immediate answer, not a race with
+        // the processor.
+        return Ok(pending(&envelope.resource_id, &envelope.request_id));
+    }
     let delivery = LogPosition { partition, offset };
     match tokio::time::timeout(wait, decided).await {
         Ok(Ok(decided)) => answer_decided(&decided, delivery, &envelope.user_id, kind),

@@ -96,14 +96,11 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let answers = answers.lock().unwrap().clone();
     let mut acknowledged = 0;
     for (key, given) in &answers {
-        let status: Value = http
-            .get(server.url(&format!("/v1/campaigns/{CAMPAIGN}/requests/{key}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = common::get_json(
+            &http,
+            &server.url(&format!("/v1/campaigns/{CAMPAIGN}/requests/{key}")),
+        )
+        .await;
         let grants: Vec<&Answer> = given
             .iter()
             .filter(|a| matches!(a.status, 200 | 201))
@@ -153,14 +150,8 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         acknowledged > 0,
         "no request was acknowledged in {rounds} rounds: the test proved nothing"
     );
-    let campaign: Value = http
-        .get(server.url(&format!("/v1/campaigns/{CAMPAIGN}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let campaign: Value =
+        common::get_json(&http, &server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).await;
     assert!(
         campaign["issued"].as_u64().unwrap() <= CAPACITY,
         "{campaign}"
@@ -173,14 +164,8 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 }
 
 async fn issued_count(http: &reqwest::Client, server: &Server) -> u64 {
-    let campaign: Value = http
-        .get(server.url(&format!("/v1/campaigns/{CAMPAIGN}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let campaign: Value =
+        common::get_json(http, &server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).await;
     campaign["issued"].as_u64().unwrap()
 }
 

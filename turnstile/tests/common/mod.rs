@@ -90,6 +90,11 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     (dir, data)
 }
 
+/// GETs a URL and parses the JSON answer, whatever the status.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Creates a campaign and asserts it was created.
 pub async fn create_campaign(
     client: &reqwest::Client,
