@@ -19,7 +19,10 @@ use turnstile_schemas::{CampaignSpec, Decision, Outcome};
 use crate::{BatchCommit, Error, PartitionLease};
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_journal.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_journal.sql"),
+    include_str!("../migrations/0002_sink_progress.sql"),
+];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
 /// 32766-parameter limit while keeping statement round trips few.
@@ -351,12 +354,57 @@ impl SqliteJournal {
             .collect()
     }
 
-    /// Number of outbox rows (work handed to the sinks).
-    pub async fn outbox_len(&self) -> Result<u64, Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(n as u64)
+    /// Up to `limit` outbox entries of a partition from log offset `from` on, in log order,
+    /// each with its outcome.
+    pub async fn outbox_from(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Outcome>, Error> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT c.body FROM outbox o
+             JOIN outcomes c ON c.partition = o.partition AND c.log_offset = o.log_offset
+             WHERE o.partition = ? AND o.log_offset >= ? ORDER BY o.log_offset LIMIT ?",
+        )
+        .bind(partition as i64)
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        bodies.iter().map(|body| parse_outcome(body)).collect()
+    }
+
+    /// Where `sink` has got to in each partition's outbox (absent: nothing delivered yet).
+    pub async fn sink_progress(&self, sink: &str) -> Result<Vec<(u32, u64)>, Error> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT partition, next_offset FROM sink_progress WHERE sink = ?")
+                .bind(sink)
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, o)| (p as u32, o as u64))
+            .collect())
+    }
+
+    /// Records that `sink` has delivered every outbox entry of `partition` before `next_offset`.
+    pub async fn save_sink_progress(
+        &self,
+        sink: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES (?, ?, ?)
+             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(next_offset as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     /// Closes the connections.

@@ -12,11 +12,12 @@ use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
 use turnstile_journal::SqliteJournal;
 use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
 use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
+use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 
 /// Where the embedded stack keeps its files and how it runs.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// Directory for the log (`log/`) and the journal (`journal.sqlite`).
+    /// Directory for the log (`log/`), the journal (`journal.sqlite`) and the mailbox (`mailbox/`).
     pub data_dir: PathBuf,
     /// Log partitions; fixed when the data directory is created.
     pub partitions: u32,
@@ -33,6 +34,11 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
 }
 
+/// The mailbox the embedded notifier writes `.eml` files to.
+pub fn mailbox_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("mailbox")
+}
+
 /// The journal file of a data directory.
 pub fn journal_path(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.sqlite")
@@ -45,6 +51,7 @@ pub struct EmbeddedStack {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     edge: JoinHandle<std::io::Result<()>>,
+    mailbox: JoinHandle<()>,
     processors: JoinHandle<Result<(), turnstile_processors::runtime::Error>>,
     /// The processors run on their own runtime: a commit is several hops to the journal's
     /// thread, and on a runtime shared with thousands of HTTP tasks each hop waits behind
@@ -105,6 +112,12 @@ impl EmbeddedStack {
             .context("recovering the partitions panicked")?
             .context("cannot recover the partitions")?;
         let processors = processor_runtime.spawn(processors.join());
+        let mailbox = MailboxSink::new(
+            MailboxConfig::new(mailbox_dir(&config.data_dir)),
+            journal.clone(),
+            config.partitions,
+        );
+        let mailbox = tokio::spawn(mailbox.run(shutdown_rx.clone()));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
@@ -113,6 +126,7 @@ impl EmbeddedStack {
             addr,
             shutdown,
             edge,
+            mailbox,
             processors,
             processor_runtime,
             log,
@@ -128,6 +142,7 @@ impl EmbeddedStack {
         let _ = self.shutdown.send(true);
         self.edge.await.context("the edge task panicked")??;
         self.processors.await.context("a processor panicked")??;
+        self.mailbox.await.context("the mailbox sink panicked")?;
         self.processor_runtime.shutdown_background();
         self.log.close().await?;
         self.journal.close().await;

@@ -1,7 +1,8 @@
 //! kill -9 under load: `turnstile serve` is SIGKILLed at random moments while concurrent
 //! clients claim, restarted, and finally audited. Nothing acknowledged may be lost: every
 //! request that got a 2xx has exactly one outcome, a 201/200 grant is still that grant,
-//! a 202 was decided after all, no campaign is oversold and nobody holds two coupons.
+//! a 202 was decided after all, no campaign is oversold, nobody holds two coupons, and the
+//! mailbox holds exactly one message per coupon.
 //!
 //! Rounds: 20 by default; `TURNSTILE_CRASH_ROUNDS=200` for a longer run.
 #![allow(clippy::unwrap_used)]
@@ -152,15 +153,43 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     );
     let campaign: Value =
         common::get_json(&http, &server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).await;
-    assert!(
-        campaign["issued"].as_u64().unwrap() <= CAPACITY,
-        "{campaign}"
-    );
+    let issued = campaign["issued"].as_u64().unwrap();
+    assert!(issued <= CAPACITY, "{campaign}");
+    // Effects once (invariant 7): the mailbox sink, killed with everything else, ends
+    // with exactly one message per granted coupon.
+    let messages = wait_for_messages(&data.join("mailbox"), issued).await;
+    assert_eq!(messages, issued, "{messages} messages for {issued} coupons");
     server.kill();
 
     let (passed, report) = common::audit(&data);
     assert!(passed, "{report}");
     eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests, campaign {campaign}\n{report}");
+}
+
+/// Waits (bounded) until the mailbox holds `expected` messages; returns how many it holds.
+async fn wait_for_messages(mailbox: &std::path::Path, expected: u64) -> u64 {
+    let count = || {
+        std::fs::read_dir(mailbox)
+            .map(|entries| {
+                entries
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .path()
+                            .extension()
+                            .is_some_and(|x| x == "eml")
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    };
+    for _ in 0..200 {
+        if count() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count()
 }
 
 async fn issued_count(http: &reqwest::Client, server: &Server) -> u64 {

@@ -215,6 +215,27 @@ async fn claims_replays_redeems_and_lookups() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(status, &body), "coupon_not_found");
 
+    // The winner's notification, from the mailbox sink, with the local expiry.
+    let position = &first["position"];
+    let message_path = data.join("mailbox").join(format!(
+        "{}-{}.eml",
+        position["partition"], position["offset"]
+    ));
+    let mut message = String::new();
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(&message_path) {
+            message = text;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(message.contains("To: alice\r\n"), "{message:?}");
+    assert!(
+        message.contains("Subject: Your coupon spring-1 for Spring"),
+        "{message:?}"
+    );
+    assert!(message.contains("00:00 (Asia/Seoul)"), "{message:?}");
+
     // The user's coupons, with expiry in UTC and in the campaign's local time.
     let mine: Value = common::get_json(&client, &server.url("/v1/users/alice/coupons")).await;
     let coupon = &mine["coupons"][0];
