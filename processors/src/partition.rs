@@ -1,8 +1,9 @@
 //! A partition's state: every resource the partition owns and the outcome of every request
 //! it has decided. [`PartitionState::apply`] is the whole decision logic of the pipeline.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use turnstile_schemas::{
     CampaignSpec, Command, CouponCommand, Decision, Envelope, LogPosition, Outcome, Rejection,
@@ -115,7 +116,10 @@ impl PartitionState {
 
     /// Number of requests decided.
     pub fn decided_count(&self) -> usize {
-        self.decided.values().map(HashMap::len).sum()
+        self.decided
+            .values()
+            .map(|by_request| by_request.len())
+            .sum()
     }
 
     fn create_campaign(&mut self, campaign_id: &str, spec: &CampaignSpec) -> Decision {

@@ -12,11 +12,11 @@
 
 pub mod validity;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use foldhash::{HashMap, HashMapExt};
 use turnstile_schemas::{CampaignSpec, Coupon, Decision, Rejection};
 
 /// One campaign's state: its rules and every coupon issued so far.
