@@ -131,9 +131,7 @@ async fn claim(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path(campaign_id) = path?;
-    let request_id = idempotency_key(&headers)?;
-    let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let (request_id, user_id) = user_write(&headers, body)?;
     let view = edge
         .feed
         .campaign(&campaign_id)
@@ -147,7 +145,7 @@ async fn claim(
             .await
             .map_err(Failure::unavailable)?;
         return match recorded {
-            Some(outcome) => answer_replay(outcome, &body.user_id, CommandKind::Claim),
+            Some(outcome) => answer_replay(outcome, &user_id, CommandKind::Claim),
             None => Err(Failure::rejected(
                 turnstile_schemas::Rejection::SoldOut,
                 None,
@@ -159,7 +157,7 @@ async fn claim(
         &headers,
         request_id,
         campaign_id,
-        body.user_id,
+        user_id,
         CouponCommand::Claim,
     )
     .await
@@ -172,23 +170,13 @@ async fn redeem(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((campaign_id, coupon_id)) = path?;
-    let request_id = idempotency_key(&headers)?;
-    let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let (request_id, user_id) = user_write(&headers, body)?;
     validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
     if edge.feed.campaign(&campaign_id).is_none() {
         return Err(Failure::unknown_campaign(&campaign_id));
     }
     let command = CouponCommand::Redeem { coupon_id };
-    submit(
-        &edge,
-        &headers,
-        request_id,
-        campaign_id,
-        body.user_id,
-        command,
-    )
-    .await
+    submit(&edge, &headers, request_id, campaign_id, user_id, command).await
 }
 
 async fn request_status(
@@ -381,6 +369,17 @@ fn pending(resource_id: &str, request_id: &str) -> Response {
         Json(body),
     )
         .into_response()
+}
+
+/// What every user write carries: its `Idempotency-Key` and a valid user id.
+fn user_write(
+    headers: &HeaderMap,
+    body: Result<Json<UserBody>, JsonRejection>,
+) -> Result<(String, String), Failure> {
+    let request_id = idempotency_key(headers)?;
+    let Json(body) = body?;
+    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    Ok((request_id, body.user_id))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
