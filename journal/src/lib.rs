@@ -75,6 +75,9 @@ pub enum Error {
     /// The database failed.
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// There is no journal where one was expected.
+    #[error("no journal at {}: check --data-dir (a server creates it on first start)", .0.display())]
+    NotFound(std::path::PathBuf),
     /// The journal holds something this build cannot read.
     #[error("journal is corrupt or from a newer version: {0}")]
     Corrupt(String),
@@ -84,7 +87,7 @@ impl Error {
     /// Whether trying again (after reloading the partition) can succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Fenced { .. } | Error::Corrupt(_) => false,
+            Error::Fenced { .. } | Error::Corrupt(_) | Error::NotFound(_) => false,
             Error::Database(e) => {
                 matches!(
                     e,

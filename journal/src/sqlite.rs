@@ -119,7 +119,7 @@ impl SqliteJournal {
     /// Opens an existing journal for reading only (the audit). Writes fail.
     pub async fn open_read_only(path: &Path) -> Result<Self, Error> {
         if !path.exists() {
-            return Err(Error::Corrupt(format!("no journal at {}", path.display())));
+            return Err(Error::NotFound(path.to_path_buf()));
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)

@@ -20,14 +20,14 @@ const DEMO_CAMPAIGN_ID: &str = "demo-drop";
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Simulated users racing for the coupons (each claims once).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     users: u64,
     /// Coupons in the drop.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     coupons: u32,
     /// Concurrent HTTP connections the users share.
-    #[arg(long, default_value_t = 256)]
-    connections: usize,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: u64,
     /// Every N-th user retries its claim with the same Idempotency-Key (0: nobody does),
     /// to show that a retry gets the same answer.
     #[arg(long, default_value_t = 50)]
@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         target: stack.addr,
         campaign_id: DEMO_CAMPAIGN_ID.to_string(),
         users: args.users,
-        connections: args.connections,
+        connections: args.connections as usize,
         retry_every: args.retry_every,
         show_progress: !args.quiet,
     };
