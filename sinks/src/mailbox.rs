@@ -85,7 +85,12 @@ impl MailboxSink {
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    // A dropped sender means the owner is gone: stop rather than spin.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
