@@ -1,9 +1,11 @@
 //! A partition's state: every resource the partition owns and the outcome of every request
 //! it has decided. [`PartitionState::apply`] is the whole decision logic of the pipeline.
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use turnstile_schemas::{
     CampaignSpec, Command, CouponCommand, Decision, Envelope, LogPosition, Outcome, Rejection,
@@ -17,7 +19,33 @@ pub struct PartitionState {
     campaigns: HashMap<Box<str>, CouponCampaign>,
     /// Outcome of every request decided, by resource id then request id: a redelivery or a
     /// retry with the same key gets this outcome back instead of a second decision.
-    decided: HashMap<Box<str>, HashMap<Box<str>, Arc<Outcome>>>,
+    decided: HashMap<Box<str>, HashSet<ByRequestId>>,
+}
+
+/// An outcome in a dedupe set, found by its request id. The outcome already holds the id,
+/// so keying by it avoids a copy of the id per decision.
+#[derive(Debug, Clone)]
+struct ByRequestId(Arc<Outcome>);
+
+impl Borrow<str> for ByRequestId {
+    fn borrow(&self) -> &str {
+        &self.0.request_id
+    }
+}
+
+impl PartialEq for ByRequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.request_id == other.0.request_id
+    }
+}
+
+impl Eq for ByRequestId {}
+
+impl Hash for ByRequestId {
+    // Must hash exactly as the `str` it borrows as.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.request_id.as_str().hash(state);
+    }
 }
 
 /// The result of applying one log record.
@@ -104,7 +132,10 @@ impl PartitionState {
 
     /// The recorded outcome of a request, if it was decided.
     pub fn outcome_of(&self, resource_id: &str, request_id: &str) -> Option<&Arc<Outcome>> {
-        self.decided.get(resource_id)?.get(request_id)
+        self.decided
+            .get(resource_id)?
+            .get(request_id)
+            .map(|entry| &entry.0)
     }
 
     /// The campaigns of this partition.
@@ -151,14 +182,15 @@ impl PartitionState {
     }
 
     fn remember(&mut self, outcome: Arc<Outcome>) {
-        let by_request = self
-            .decided
-            .entry(outcome.resource_id.as_str().into())
-            .or_default();
-        let previous = by_request.insert(outcome.request_id.as_str().into(), outcome);
-        assert!(
-            previous.is_none(),
-            "invariant 3: a request id is decided at most once"
-        );
+        // Look up by &str first: `entry` would allocate the resource id on every decision.
+        let by_request = match self.decided.get_mut(outcome.resource_id.as_str()) {
+            Some(by_request) => by_request,
+            None => self
+                .decided
+                .entry(outcome.resource_id.as_str().into())
+                .or_default(),
+        };
+        let first = by_request.insert(ByRequestId(outcome));
+        assert!(first, "invariant 3: a request id is decided at most once");
     }
 }
