@@ -84,7 +84,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .find(|c| c.campaign_id == DEMO_CAMPAIGN_ID)
         .map_or(0, |c| c.issued);
-    let unconfirmed = confirm_grants(&journal, &report.granted_keys).await?;
+    let unconfirmed = confirm_grants(&journal, &report.counts.granted_keys).await?;
     journal.close().await;
     let audit = crate::audit::audit_data_dir(&data_dir).await?;
 
@@ -97,7 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "grants acknowledged with 201 and confirmed in the journal: {}",
-        report.granted_keys.len() - unconfirmed
+        report.counts.granted_keys.len() - unconfirmed
     );
     print!("{audit}");
 
@@ -110,14 +110,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "{unconfirmed} acknowledged grants are missing from the journal"
         ));
     }
-    if report.replay_mismatches > 0 {
+    if report.counts.replay_mismatches > 0 {
         failures.push(format!(
             "{} retries got a different answer",
-            report.replay_mismatches
+            report.counts.replay_mismatches
         ));
     }
-    if report.errors > 0 {
-        failures.push(format!("{} requests failed", report.errors));
+    if report.counts.errors > 0 {
+        failures.push(format!("{} requests failed", report.counts.errors));
     }
     if !audit.passed() {
         failures.push("the audit failed".to_string());

@@ -29,7 +29,7 @@
 //! [`ClaimRace::retry_every`] is `k > 0`, every k-th user (users `k-1`, `2k-1`, …) sends its
 //! claim a second time with the same key after the first answer; the second answer must agree with
 //! the first (same coupon, or the same refusal), otherwise it is counted in
-//! [`RaceReport::replay_mismatches`].
+//! [`RaceCounts::replay_mismatches`].
 //!
 //! # Failures are bounded
 //!
@@ -207,7 +207,7 @@ impl ClaimRace {
         }
         let mut report = RaceReport::empty();
         while let Some(joined) = set.join_next().await {
-            report.absorb(joined?);
+            report.counts.absorb(joined?);
         }
         report.elapsed = started.elapsed();
         report.connections = workers;
@@ -228,46 +228,10 @@ impl ClaimRace {
 /// of `granted`, `replayed`, `sold_out`, `other_rejections`, `accepted_pending` and `errors`.
 #[derive(Debug, Clone)]
 pub struct RaceReport {
-    /// Requests sent (each counted once, however many transport retries it needed).
-    pub requests: u64,
+    /// What the server answered, summed over the workers.
+    pub counts: RaceCounts,
     /// Wall time from the first request to the last answer.
     pub elapsed: Duration,
-    /// `201 Created`: a coupon was granted.
-    pub granted: u64,
-    /// `200 OK`: a replay of the earlier outcome for the same key.
-    pub replayed: u64,
-    /// `409 Conflict` with code `sold_out`.
-    pub sold_out: u64,
-    /// Any other `409 Conflict` (`user_limit_reached`, `closed`, `not_open_yet`, …).
-    pub other_rejections: u64,
-    /// `202 Accepted`: taken but not decided within the server's wait budget.
-    pub accepted_pending: u64,
-    /// Every other status, plus requests that still failed on the transport after
-    /// [`MAX_TRANSPORT_RETRIES`] retries (those are also counted in `abandoned`).
-    pub errors: u64,
-    /// Latency of every answered request in microseconds: from just before the request was
-    /// first written to the whole answer body read (transport retries included; the worker's
-    /// first connection set-up and requests that never got an answer are not).
-    pub latency_us: Histogram<u64>,
-    /// `(idempotency key, coupon_id)` of every `201`, for the caller's cross-check. The coupon id
-    /// is empty if the body did not carry `decision.coupon.coupon_id`.
-    pub granted_keys: Vec<(String, String)>,
-    /// Replays whose answer contradicts the first answer for the same key: a different coupon,
-    /// or a grant on one side and a refusal on the other. Must be 0.
-    pub replay_mismatches: u64,
-    /// Replays whose answers could be compared (both answers decided: 200, 201 or 409).
-    pub replays_checked: u64,
-    /// Requests given up after failing on the transport [`MAX_TRANSPORT_RETRIES`] + 1 times
-    /// (included in `errors`).
-    pub abandoned: u64,
-    /// Failed tries: connect, write, read or [`REQUEST_TIMEOUT`]. Each one dropped its
-    /// connection; the next try opened a fresh one.
-    pub connection_errors: u64,
-    /// Connections opened: one per worker, plus one after each failure or each keep-alive
-    /// connection the server closed.
-    pub connections_opened: u64,
-    /// The last transport failure seen, if any, for the human report.
-    pub last_transport_error: Option<String>,
     /// Workers (and so concurrent keep-alive connections) that raced.
     pub connections: usize,
     /// Users never sent because the race gave up: as many requests in a row as there are
@@ -279,22 +243,8 @@ pub struct RaceReport {
 impl RaceReport {
     fn empty() -> Self {
         Self {
-            requests: 0,
+            counts: RaceCounts::new(),
             elapsed: Duration::ZERO,
-            granted: 0,
-            replayed: 0,
-            sold_out: 0,
-            other_rejections: 0,
-            accepted_pending: 0,
-            errors: 0,
-            latency_us: new_histogram(),
-            granted_keys: Vec::new(),
-            replay_mismatches: 0,
-            replays_checked: 0,
-            abandoned: 0,
-            connection_errors: 0,
-            connections_opened: 0,
-            last_transport_error: None,
             connections: 0,
             unsent: 0,
         }
@@ -304,7 +254,7 @@ impl RaceReport {
     pub fn requests_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
-            self.requests as f64 / secs
+            self.counts.requests as f64 / secs
         } else {
             0.0
         }
@@ -313,7 +263,7 @@ impl RaceReport {
     /// Latency in milliseconds at `quantile` (0.0..=1.0, clamped; 1.0 is the maximum);
     /// 0 when nothing was answered.
     pub fn latency_ms_at(&self, quantile: f64) -> f64 {
-        if self.latency_us.is_empty() {
+        if self.counts.latency_us.is_empty() {
             return 0.0;
         }
         let quantile = if quantile.is_nan() {
@@ -321,7 +271,7 @@ impl RaceReport {
         } else {
             quantile.clamp(0.0, 1.0)
         };
-        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+        self.counts.latency_us.value_at_quantile(quantile) as f64 / 1000.0
     }
 
     /// Multi-line human report section (requests, req/s, p50/p99/p99.9/max ms, answer counts).
@@ -331,7 +281,7 @@ impl RaceReport {
         let _ = writeln!(
             out,
             "  requests      {} in {:.2} s over {} connections: {} req/s",
-            thousands(self.requests),
+            thousands(self.counts.requests),
             self.elapsed.as_secs_f64(),
             self.connections,
             thousands(self.requests_per_sec().round() as u64),
@@ -342,50 +292,61 @@ impl RaceReport {
             self.latency_ms_at(0.5),
             self.latency_ms_at(0.99),
             self.latency_ms_at(0.999),
-            self.latency_us.max() as f64 / 1000.0,
+            self.counts.latency_us.max() as f64 / 1000.0,
         );
-        let _ = writeln!(out, "  granted       {} (201)", thousands(self.granted));
+        let _ = writeln!(
+            out,
+            "  granted       {} (201)",
+            thousands(self.counts.granted)
+        );
         let _ = writeln!(
             out,
             "  refused       {} sold out, {} for other reasons (409)",
-            thousands(self.sold_out),
-            thousands(self.other_rejections),
+            thousands(self.counts.sold_out),
+            thousands(self.counts.other_rejections),
         );
-        let _ = write!(out, "  replayed      {} (200)", thousands(self.replayed));
-        if self.replays_checked > 0 || self.replay_mismatches > 0 {
+        let _ = write!(
+            out,
+            "  replayed      {} (200)",
+            thousands(self.counts.replayed)
+        );
+        if self.counts.replays_checked > 0 || self.counts.replay_mismatches > 0 {
             let _ = write!(
                 out,
                 "; {} replays compared with the first answer, {} mismatches",
-                thousands(self.replays_checked),
-                thousands(self.replay_mismatches),
+                thousands(self.counts.replays_checked),
+                thousands(self.counts.replay_mismatches),
             );
         }
         out.push('\n');
-        if self.accepted_pending > 0 {
+        if self.counts.accepted_pending > 0 {
             let _ = writeln!(
                 out,
                 "  pending       {} (202: accepted, not decided in time)",
-                thousands(self.accepted_pending),
+                thousands(self.counts.accepted_pending),
             );
         }
-        if self.errors == 0 {
+        if self.counts.errors == 0 {
             out.push_str("  errors        0\n");
         } else {
             let _ = writeln!(
                 out,
                 "  errors        {} ({} other statuses, {} without an answer)",
-                thousands(self.errors),
-                thousands(self.errors.saturating_sub(self.abandoned)),
-                thousands(self.abandoned),
+                thousands(self.counts.errors),
+                thousands(self.counts.errors.saturating_sub(self.counts.abandoned)),
+                thousands(self.counts.abandoned),
             );
         }
-        if self.connection_errors > 0 {
+        if self.counts.connection_errors > 0 {
             let _ = writeln!(
                 out,
                 "  transport     {} failed tries, {} connections opened; last failure: {}",
-                thousands(self.connection_errors),
-                thousands(self.connections_opened),
-                self.last_transport_error.as_deref().unwrap_or("unknown"),
+                thousands(self.counts.connection_errors),
+                thousands(self.counts.connections_opened),
+                self.counts
+                    .last_transport_error
+                    .as_deref()
+                    .unwrap_or("unknown"),
             );
         }
         if self.unsent > 0 {
@@ -396,29 +357,6 @@ impl RaceReport {
             );
         }
         out
-    }
-
-    /// Adds one worker's tally.
-    fn absorb(&mut self, tally: Tally) {
-        self.requests += tally.requests;
-        self.granted += tally.granted;
-        self.replayed += tally.replayed;
-        self.sold_out += tally.sold_out;
-        self.other_rejections += tally.other_rejections;
-        self.accepted_pending += tally.accepted_pending;
-        self.errors += tally.errors;
-        self.latency_us
-            .add(&tally.latency_us)
-            .expect("histograms with the same bounds can absorb each other");
-        self.granted_keys.extend(tally.granted_keys);
-        self.replay_mismatches += tally.replay_mismatches;
-        self.replays_checked += tally.replays_checked;
-        self.abandoned += tally.abandoned;
-        self.connection_errors += tally.connection_errors;
-        self.connections_opened += tally.connections_opened;
-        if tally.last_transport_error.is_some() {
-            self.last_transport_error = tally.last_transport_error;
-        }
     }
 }
 
@@ -630,27 +568,51 @@ fn replay_contradicts(first: &Answer, replay: &Answer) -> Option<bool> {
     Some(first.verdict()? != replay.verdict()?)
 }
 
-/// One worker's counters, merged into the report at the end.
-#[derive(Debug)]
-struct Tally {
-    requests: u64,
-    granted: u64,
-    replayed: u64,
-    sold_out: u64,
-    other_rejections: u64,
-    accepted_pending: u64,
-    errors: u64,
-    latency_us: Histogram<u64>,
-    granted_keys: Vec<(String, String)>,
-    replay_mismatches: u64,
-    replays_checked: u64,
-    abandoned: u64,
-    connection_errors: u64,
-    connections_opened: u64,
-    last_transport_error: Option<String>,
+/// Counts of what the server answered: one per worker while racing, summed into the
+/// report at the end.
+#[derive(Debug, Clone)]
+pub struct RaceCounts {
+    /// Requests sent (each counted once, however many transport retries it needed).
+    pub requests: u64,
+    /// `201 Created`: a coupon was granted.
+    pub granted: u64,
+    /// `200 OK`: a replay of the earlier outcome for the same key.
+    pub replayed: u64,
+    /// `409 Conflict` with code `sold_out`.
+    pub sold_out: u64,
+    /// Any other `409 Conflict` (`user_limit_reached`, `closed`, `not_open_yet`, …).
+    pub other_rejections: u64,
+    /// `202 Accepted`: taken but not decided within the server's wait budget.
+    pub accepted_pending: u64,
+    /// Every other status, plus requests that still failed on the transport after
+    /// [`MAX_TRANSPORT_RETRIES`] retries (those are also counted in `abandoned`).
+    pub errors: u64,
+    /// Latency of every answered request in microseconds: from just before the request was
+    /// first written to the whole answer body read (transport retries included; the worker's
+    /// first connection set-up and requests that never got an answer are not).
+    pub latency_us: Histogram<u64>,
+    /// `(idempotency key, coupon_id)` of every `201`, for the caller's cross-check. The coupon id
+    /// is empty if the body did not carry `decision.coupon.coupon_id`.
+    pub granted_keys: Vec<(String, String)>,
+    /// Replays whose answer contradicts the first answer for the same key: a different coupon,
+    /// or a grant on one side and a refusal on the other. Must be 0.
+    pub replay_mismatches: u64,
+    /// Replays whose answers could be compared (both answers decided: 200, 201 or 409).
+    pub replays_checked: u64,
+    /// Requests given up after failing on the transport [`MAX_TRANSPORT_RETRIES`] + 1 times
+    /// (included in `errors`).
+    pub abandoned: u64,
+    /// Failed tries: connect, write, read or [`REQUEST_TIMEOUT`]. Each one dropped its
+    /// connection; the next try opened a fresh one.
+    pub connection_errors: u64,
+    /// Connections opened: one per worker, plus one after each failure or each keep-alive
+    /// connection the server closed.
+    pub connections_opened: u64,
+    /// The last transport failure seen, if any, for the human report.
+    pub last_transport_error: Option<String>,
 }
 
-impl Tally {
+impl RaceCounts {
     fn new() -> Self {
         Self {
             requests: 0,
@@ -668,6 +630,29 @@ impl Tally {
             connection_errors: 0,
             connections_opened: 0,
             last_transport_error: None,
+        }
+    }
+
+    /// Adds another worker's counts.
+    fn absorb(&mut self, other: RaceCounts) {
+        self.requests += other.requests;
+        self.granted += other.granted;
+        self.replayed += other.replayed;
+        self.sold_out += other.sold_out;
+        self.other_rejections += other.other_rejections;
+        self.accepted_pending += other.accepted_pending;
+        self.errors += other.errors;
+        self.latency_us
+            .add(&other.latency_us)
+            .expect("histograms with the same bounds can absorb each other");
+        self.granted_keys.extend(other.granted_keys);
+        self.replay_mismatches += other.replay_mismatches;
+        self.replays_checked += other.replays_checked;
+        self.abandoned += other.abandoned;
+        self.connection_errors += other.connection_errors;
+        self.connections_opened += other.connections_opened;
+        if other.last_transport_error.is_some() {
+            self.last_transport_error = other.last_transport_error;
         }
     }
 
@@ -723,7 +708,7 @@ struct Conn {
 struct Worker {
     shared: Arc<Shared>,
     conn: Option<Conn>,
-    tally: Tally,
+    tally: RaceCounts,
 }
 
 impl Worker {
@@ -731,12 +716,12 @@ impl Worker {
         Self {
             shared,
             conn: None,
-            tally: Tally::new(),
+            tally: RaceCounts::new(),
         }
     }
 
     /// Claims for users until none is left, then hands back the tally.
-    async fn run(mut self) -> Tally {
+    async fn run(mut self) -> RaceCounts {
         let users = self.shared.users;
         let retry_every = self.shared.retry_every;
         loop {
