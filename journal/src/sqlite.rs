@@ -216,7 +216,7 @@ impl SqliteJournal {
         self.stored_outcomes(partition)
             .await?
             .iter()
-            .map(|stored| parse_outcome(&stored.body))
+            .map(|stored| parse_json(&stored.body))
             .collect()
     }
 
@@ -251,7 +251,7 @@ impl SqliteJournal {
         .bind(request_id)
         .fetch_optional(&self.readers)
         .await?;
-        body.as_deref().map(parse_outcome).transpose()
+        body.as_deref().map(parse_json).transpose()
     }
 
     /// Every decided request as `(resource_id, request_id)`, for the edge's sold-out gate.
@@ -372,7 +372,7 @@ impl SqliteJournal {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        bodies.iter().map(|body| parse_outcome(body)).collect()
+        bodies.iter().map(|body| parse_json(body)).collect()
     }
 
     /// Where `sink` has got to in each partition's outbox (absent: nothing delivered yet).
@@ -558,10 +558,6 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Error::Corrupt(format!("bad timestamp {text:?}: {e}")))
-}
-
-fn parse_outcome(body: &str) -> Result<Outcome, Error> {
-    parse_json(body)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
