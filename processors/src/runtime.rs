@@ -143,6 +143,20 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         })
     }
 
+    /// Takes the partition again and reloads state from the journal, discarding memory that
+    /// may be ahead of it (after a failed commit).
+    pub async fn retake(&mut self) -> Result<(), Error> {
+        *self = Self::recover(
+            self.lease.partition,
+            self.log.clone(),
+            self.journal.clone(),
+            self.listener.clone(),
+            self.config.clone(),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Decides everything on the log up to its end as of this call.
     pub async fn catch_up(&mut self) -> Result<(), Error> {
         let end = self.log.end_offset(self.lease.partition);
@@ -158,7 +172,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
     }
 
     /// Decides batch after batch until `shutdown` turns true or an error stops it.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         loop {
             let records = self
                 .log
@@ -300,40 +314,31 @@ impl ProcessorGroup {
 }
 
 async fn supervise<L: DecisionListener>(
-    processor: PartitionProcessor<L>,
+    mut processor: PartitionProcessor<L>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let partition = processor.lease.partition;
-    let (log, journal, listener, config) = (
-        processor.log.clone(),
-        processor.journal.clone(),
-        processor.listener.clone(),
-        processor.config.clone(),
-    );
-    let mut result = processor.run(shutdown.clone()).await;
+    let mut retake = false;
     loop {
+        let result = if retake {
+            match processor.retake().await {
+                Ok(()) => processor.run(shutdown.clone()).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            processor.run(shutdown.clone()).await
+        };
         match result {
+            Ok(()) => return Ok(()),
             Err(e) if e.is_retriable() && !*shutdown.borrow() => {
                 tracing::warn!(partition, error = %e, "partition processor failed; re-taking the partition");
-                tokio::time::sleep(Duration::from_millis(config.retry_backoff_ms)).await;
-                result = match PartitionProcessor::recover(
-                    partition,
-                    log.clone(),
-                    journal.clone(),
-                    listener.clone(),
-                    config.clone(),
-                )
-                .await
-                {
-                    Ok(processor) => processor.run(shutdown.clone()).await,
-                    Err(e) => Err(e),
-                };
+                tokio::time::sleep(Duration::from_millis(processor.config.retry_backoff_ms)).await;
+                retake = true;
             }
             Err(e) => {
                 tracing::error!(partition, error = %e, "partition processor stopped");
                 return Err(e);
             }
-            Ok(()) => return Ok(()),
         }
     }
 }
