@@ -19,11 +19,12 @@ use turnstile_schemas::{CampaignSpec, Decision};
 const WAITER_SHARDS: usize = 64;
 
 type RequestKey = (String, String);
+type WaiterMap = HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>;
 
 /// Committed decisions, fanned in to waiting callers and the campaign catalog.
 #[derive(Debug)]
 pub struct OutcomeFeed {
-    waiters: Vec<Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>>>,
+    waiters: Vec<Mutex<WaiterMap>>,
     shard_hasher: RandomState,
     campaigns: RwLock<HashMap<String, Arc<CampaignView>>>,
     /// Hashes of every decided request key, per campaign, so the sold-out gate can tell
@@ -106,40 +107,42 @@ impl OutcomeFeed {
     /// appending to the log, so the decision cannot slip past unseen.
     pub fn wait_for(&self, resource_id: &str, request_id: &str) -> oneshot::Receiver<Decided> {
         let (sender, receiver) = oneshot::channel();
-        let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key)
-            .lock()
-            .expect("waiter lock is never poisoned")
-            .entry(key)
-            .or_default()
-            .push(sender);
+        self.with_waiters(resource_id, request_id, |waiters, key| {
+            waiters.entry(key).or_default().push(sender)
+        });
         receiver
     }
 
     /// Whether a request was appended by this edge and is not decided yet.
     pub fn is_pending(&self, resource_id: &str, request_id: &str) -> bool {
-        let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key)
-            .lock()
-            .expect("waiter lock is never poisoned")
-            .contains_key(&key)
+        self.with_waiters(resource_id, request_id, |waiters, key| {
+            waiters.contains_key(&key)
+        })
     }
 
     /// Forgets the waiters of a request whose append failed.
     pub fn abandon(&self, resource_id: &str, request_id: &str) {
-        let key = (resource_id.to_string(), request_id.to_string());
-        self.shard(&key)
-            .lock()
-            .expect("waiter lock is never poisoned")
-            .remove(&key);
+        self.take_waiters(resource_id, request_id);
     }
 
-    fn shard(
+    fn take_waiters(&self, resource_id: &str, request_id: &str) -> Vec<oneshot::Sender<Decided>> {
+        self.with_waiters(resource_id, request_id, |waiters, key| waiters.remove(&key))
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` on the waiter map of the request's shard, with the request's key.
+    fn with_waiters<T>(
         &self,
-        key: &RequestKey,
-    ) -> &Mutex<HashMap<RequestKey, Vec<oneshot::Sender<Decided>>>> {
-        let index = self.shard_hasher.hash_one(key) as usize % WAITER_SHARDS;
-        &self.waiters[index]
+        resource_id: &str,
+        request_id: &str,
+        f: impl FnOnce(&mut WaiterMap, RequestKey) -> T,
+    ) -> T {
+        let key = (resource_id.to_string(), request_id.to_string());
+        let shard = self.shard_hasher.hash_one(&key) as usize % WAITER_SHARDS;
+        let mut waiters = self.waiters[shard]
+            .lock()
+            .expect("waiter lock is never poisoned");
+        f(&mut waiters, key)
     }
 
     fn update_catalog(&self, decided: &Decided) {
@@ -191,16 +194,9 @@ impl DecisionListener for OutcomeFeed {
         }
         for delivery in decided {
             self.update_catalog(delivery);
-            let key = (
-                delivery.outcome.resource_id.clone(),
-                delivery.outcome.request_id.clone(),
-            );
-            let waiting = self
-                .shard(&key)
-                .lock()
-                .expect("waiter lock is never poisoned")
-                .remove(&key);
-            for sender in waiting.into_iter().flatten() {
+            let outcome = &delivery.outcome;
+            let waiting = self.take_waiters(&outcome.resource_id, &outcome.request_id);
+            for sender in waiting {
                 // The caller may have given up (answered 202); that is fine.
                 let _ = sender.send(delivery.clone());
             }
