@@ -28,7 +28,7 @@ fn envelope(request: u64, user: u64, command: CouponCommand) -> Envelope {
 }
 
 fn campaign(capacity: u32) -> (PartitionState, u64) {
-    let mut state = PartitionState::default();
+    let mut state = PartitionState::new(0);
     let spec = CampaignSpec {
         title: "bench".into(),
         capacity,
@@ -49,7 +49,8 @@ fn campaign(capacity: u32) -> (PartitionState, u64) {
     (state, 1)
 }
 
-fn bench_claims(c: &mut Criterion, name: &str, capacity: u32) {
+/// `expand`: also build each decision's full `Outcome`, as the runtime does for the journal.
+fn bench_claims(c: &mut Criterion, name: &str, capacity: u32, expand: bool) {
     let claims: Vec<Envelope> = (0..CLAIMS)
         .map(|i| envelope(i, i, CouponCommand::Claim))
         .collect();
@@ -64,7 +65,11 @@ fn bench_claims(c: &mut Criterion, name: &str, capacity: u32) {
                         partition: 0,
                         offset: first_offset + i as u64,
                     };
-                    black_box(state.apply(claim, position));
+                    let applied = state.apply(claim, position);
+                    if expand {
+                        black_box(state.outcome(applied.decision));
+                    }
+                    black_box(applied);
                 }
                 state
             },
@@ -75,10 +80,18 @@ fn bench_claims(c: &mut Criterion, name: &str, capacity: u32) {
 }
 
 fn decide(c: &mut Criterion) {
-    // Every claim wins: the most expensive path (coupon id, expiry, per-user entry).
-    bench_claims(c, "claims_all_granted", CLAIMS as u32);
+    // Every claim wins: the most expensive path (coupon, expiry, per-user entry).
+    bench_claims(c, "claims_all_granted", CLAIMS as u32, false);
     // A flash drop: 1% win, the rest are sold out.
-    bench_claims(c, "claims_1pct_granted", (CLAIMS / 100) as u32);
+    bench_claims(c, "claims_1pct_granted", (CLAIMS / 100) as u32, false);
+    // The same two with every outcome expanded (strings, coupon id) as for the journal.
+    bench_claims(c, "claims_all_granted_with_outcomes", CLAIMS as u32, true);
+    bench_claims(
+        c,
+        "claims_1pct_granted_with_outcomes",
+        (CLAIMS / 100) as u32,
+        true,
+    );
 }
 
 criterion_group!(benches, decide);

@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`coupon`]: the coupon-campaign state machine and its local-midnight validity rule.
-//! - [`partition`]: one partition's state — every resource it owns plus the outcome of each
-//!   request decided — and `apply`, the single entry point for decisions.
+//! - [`partition`]: one partition's state — every resource it owns plus the decision of
+//!   each request — and `apply`, the single entry point for decisions.
+//! - [`text_table`]: the compact string-keyed table that state is kept in.
 //! - [`runtime`]: the imperative shell: read a batch from the log, decide it, commit it to
 //!   the journal in one transaction, tell listeners; fence and recover on start.
 //!
@@ -13,5 +14,6 @@
 pub mod coupon;
 pub mod partition;
 pub mod runtime;
+pub mod text_table;
 
-pub use partition::{Applied, PartitionState};
+pub use partition::{Applied, DecisionRef, PartitionState};

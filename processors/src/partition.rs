@@ -1,196 +1,311 @@
-//! A partition's state: every resource the partition owns and the outcome of every request
-//! it has decided. [`PartitionState::apply`] is the whole decision logic of the pipeline.
+//! A partition's state: every resource the partition owns and what it decided for every
+//! request. [`PartitionState::apply`] is the whole decision logic of the pipeline.
+//!
+//! The state keeps each decided request compactly (a [`Verdict`] plus ids in an arena, see
+//! [`crate::text_table`]): a partition remembers every request forever, and deciding must
+//! not allocate. [`PartitionState::outcome`] expands a decision into the full [`Outcome`]
+//! the journal stores and callers are answered with; expanding a decision twice gives
+//! equal outcomes, so a retry is answered byte for byte as the first delivery was.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-
-use foldhash::{HashMap, HashSet};
-
+use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use turnstile_schemas::{
-    CampaignSpec, Command, CouponCommand, Decision, Envelope, LogPosition, Outcome, Rejection,
+    CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition, Outcome,
+    Rejection,
 };
 
-use crate::coupon::CouponCampaign;
+use crate::coupon::{CouponCampaign, Verdict};
+use crate::text_table::{Text, TextTable};
 
 /// The in-memory state of one log partition. Pure: deciding does no I/O.
-#[derive(Debug, Default, Clone)]
-pub struct PartitionState {
-    campaigns: HashMap<Box<str>, CouponCampaign>,
-    /// Outcome of every request decided, by resource id then request id: a redelivery or a
-    /// retry with the same key gets this outcome back instead of a second decision.
-    decided: HashMap<Box<str>, HashSet<ByRequestId>>,
-}
-
-/// An outcome in a dedupe set, found by its request id. The outcome already holds the id,
-/// so keying by it avoids a copy of the id per decision.
 #[derive(Debug, Clone)]
-struct ByRequestId(Arc<Outcome>);
-
-impl Borrow<str> for ByRequestId {
-    fn borrow(&self) -> &str {
-        &self.0.request_id
-    }
+pub struct PartitionState {
+    partition: u32,
+    /// Position in `resources` of each resource id.
+    resource_index: HashMap<Box<str>, u32>,
+    resources: Vec<Resource>,
 }
 
-impl PartialEq for ByRequestId {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.request_id == other.0.request_id
-    }
+/// A resource id the partition has seen, with or without a campaign behind it (a claim on
+/// an unknown campaign is decided too, and must be answered the same way on a retry).
+#[derive(Debug, Clone)]
+struct Resource {
+    id: Box<str>,
+    campaign: Option<CouponCampaign>,
+    /// Every request decided on this resource, by request id.
+    decided: TextTable<DecidedRequest>,
 }
 
-impl Eq for ByRequestId {}
+/// What the partition keeps of one decided request; with the campaign's state, enough to
+/// rebuild its outcome exactly.
+#[derive(Debug, Clone, Copy)]
+struct DecidedRequest {
+    /// The user; `None` for a grant, whose coupon's holder is the user (stored once).
+    user: Option<Text>,
+    /// The log offset in the state's partition.
+    offset: u64,
+    decided_at: DateTime<Utc>,
+    command: CommandKind,
+    verdict: Verdict,
+}
 
-impl Hash for ByRequestId {
-    // Must hash exactly as the `str` it borrows as.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.request_id.as_str().hash(state);
-    }
+/// Names one decided request of a [`PartitionState`], to expand with
+/// [`PartitionState::outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionRef {
+    resource: u32,
+    request: u32,
 }
 
 /// The result of applying one log record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Applied {
-    /// The request's one outcome.
-    pub outcome: Arc<Outcome>,
+    /// The request's one decision.
+    pub decision: DecisionRef,
     /// False when the request was decided earlier and this delivery is a duplicate:
     /// nothing changed and nothing must be recorded.
     pub is_new: bool,
 }
 
 impl PartitionState {
+    /// The empty state of log partition `partition`.
+    pub fn new(partition: u32) -> Self {
+        PartitionState {
+            partition,
+            resource_index: HashMap::default(),
+            resources: Vec::new(),
+        }
+    }
+
     /// Decides the command in `envelope`, read from the log at `position`.
     pub fn apply(&mut self, envelope: &Envelope, position: LogPosition) -> Applied {
-        if let Some(outcome) = self.outcome_of(&envelope.resource_id, &envelope.request_id) {
-            return Applied {
-                outcome: outcome.clone(),
-                is_new: false,
-            };
-        }
-        let now = envelope.submitted_at;
-        let decision = match &envelope.command {
-            Command::Coupon(CouponCommand::CreateCampaign { spec }) => {
-                self.create_campaign(&envelope.resource_id, spec)
-            }
-            Command::Coupon(CouponCommand::Claim) => match self.campaign_mut(envelope) {
-                Some(campaign) => campaign.claim(&envelope.user_id, now),
-                None => Decision::Rejected {
-                    reason: Rejection::UnknownCampaign,
-                },
-            },
-            Command::Coupon(CouponCommand::Redeem { coupon_id }) => {
-                match self.campaign_mut(envelope) {
-                    Some(campaign) => campaign.redeem(&envelope.user_id, coupon_id, now),
-                    None => Decision::Rejected {
-                        reason: Rejection::UnknownCampaign,
+        self.assert_mine(position);
+        let resource_number = self.resource_number(&envelope.resource_id);
+        let resource = &mut self.resources[resource_number as usize];
+        let absent = match resource.decided.lookup(&envelope.request_id) {
+            Ok(request) => {
+                return Applied {
+                    decision: DecisionRef {
+                        resource: resource_number,
+                        request,
                     },
+                    is_new: false,
                 }
             }
+            Err(absent) => absent,
         };
-        let outcome = Arc::new(Outcome {
-            request_id: envelope.request_id.clone(),
-            resource_id: envelope.resource_id.clone(),
-            user_id: envelope.user_id.clone(),
-            command: match &envelope.command {
-                Command::Coupon(command) => command.kind(),
+        let now = envelope.submitted_at;
+        let Command::Coupon(command) = &envelope.command;
+        let verdict = match (command, &mut resource.campaign) {
+            (CouponCommand::CreateCampaign { spec }, _) => resource.create_campaign(spec),
+            (CouponCommand::Claim, Some(campaign)) => campaign.claim(&envelope.user_id, now),
+            (CouponCommand::Redeem { coupon_id }, Some(campaign)) => {
+                campaign.redeem(&envelope.user_id, coupon_id, now)
+            }
+            (_, None) => Verdict::Rejected(Rejection::UnknownCampaign),
+        };
+        let user = resource.store_user(&envelope.user_id, verdict);
+        let request = resource.decided.insert(
+            absent,
+            &envelope.request_id,
+            DecidedRequest {
+                user,
+                offset: position.offset,
+                decided_at: now,
+                command: command.kind(),
+                verdict,
             },
-            position,
-            decided_at: now,
-            decision,
-        });
-        self.remember(outcome.clone());
+        );
         Applied {
-            outcome,
+            decision: DecisionRef {
+                resource: resource_number,
+                request,
+            },
             is_new: true,
         }
     }
 
-    /// Re-applies a recorded outcome during recovery. Outcomes must come in log order.
-    pub fn restore(&mut self, outcome: Outcome) {
-        let outcome = Arc::new(outcome);
-        match &outcome.decision {
-            Decision::CampaignCreated { spec } => {
-                // A repeated create with the same spec is recorded as created too.
-                if !self.campaigns.contains_key(outcome.resource_id.as_str()) {
-                    let time_zone = spec
-                        .validate()
-                        .expect("a recorded campaign spec was valid when created");
-                    self.campaigns.insert(
-                        outcome.resource_id.as_str().into(),
-                        CouponCampaign::new(&outcome.resource_id, spec.clone(), time_zone),
-                    );
-                }
-            }
-            decision => {
-                if let Some(campaign) = self.campaigns.get_mut(outcome.resource_id.as_str()) {
-                    campaign.restore(decision);
-                }
-            }
+    /// The full outcome of a decision, as the journal stores it.
+    pub fn outcome(&self, decision: DecisionRef) -> Outcome {
+        let resource = &self.resources[decision.resource as usize];
+        let decided = resource.decided.value(decision.request);
+        let campaign = || {
+            resource
+                .campaign
+                .as_ref()
+                .expect("a campaign decision is recorded only on a campaign")
+        };
+        let decision_in_full = match decided.verdict {
+            Verdict::CampaignCreated => Decision::CampaignCreated {
+                spec: campaign().spec().clone(),
+            },
+            Verdict::CouponGranted { sequence } => Decision::CouponGranted {
+                coupon: campaign().coupon(sequence, decided.decided_at),
+            },
+            Verdict::CouponRedeemed { sequence } => Decision::CouponRedeemed {
+                coupon_id: campaign().coupon_id(sequence),
+                redeemed_at: decided.decided_at,
+            },
+            Verdict::Rejected(reason) => Decision::Rejected { reason },
+        };
+        let user_id = match (decided.user, &decision_in_full) {
+            (Some(user), _) => resource.decided.text(user).to_string(),
+            (None, Decision::CouponGranted { coupon }) => coupon.user_id.clone(),
+            (None, _) => unreachable!("only a grant keeps its user in the coupon"),
+        };
+        Outcome {
+            request_id: resource.decided.key(decision.request).to_string(),
+            resource_id: resource.id.to_string(),
+            user_id,
+            command: decided.command,
+            position: LogPosition {
+                partition: self.partition,
+                offset: decided.offset,
+            },
+            decided_at: decided.decided_at,
+            decision: decision_in_full,
         }
-        self.remember(outcome);
+    }
+
+    /// Re-applies a recorded outcome during recovery. Outcomes must come in log order.
+    pub fn restore(&mut self, outcome: &Outcome) {
+        self.assert_mine(outcome.position);
+        let resource_number = self.resource_number(&outcome.resource_id);
+        let resource = &mut self.resources[resource_number as usize];
+        let verdict = match &outcome.decision {
+            Decision::CampaignCreated { spec } => {
+                let verdict = resource.create_campaign(spec);
+                assert_eq!(
+                    verdict,
+                    Verdict::CampaignCreated,
+                    "a recorded create was valid and the first with its spec"
+                );
+                verdict
+            }
+            Decision::CouponGranted { coupon } => {
+                assert!(
+                    coupon.campaign_id == outcome.resource_id
+                        && coupon.user_id == outcome.user_id
+                        && coupon.issued_at == outcome.decided_at,
+                    "a recorded coupon belongs to its outcome's campaign, user and time"
+                );
+                recorded_campaign(resource).restore_grant(coupon)
+            }
+            Decision::CouponRedeemed {
+                coupon_id,
+                redeemed_at,
+            } => {
+                assert_eq!(*redeemed_at, outcome.decided_at, "redeemed when decided");
+                recorded_campaign(resource).restore_redeem(coupon_id)
+            }
+            Decision::Rejected { reason } => Verdict::Rejected(*reason),
+        };
+        let absent = resource
+            .decided
+            .lookup(&outcome.request_id)
+            .expect_err("invariant 3: the journal holds one outcome per request");
+        let user = resource.store_user(&outcome.user_id, verdict);
+        resource.decided.insert(
+            absent,
+            &outcome.request_id,
+            DecidedRequest {
+                user,
+                offset: outcome.position.offset,
+                decided_at: outcome.decided_at,
+                command: outcome.command,
+                verdict,
+            },
+        );
     }
 
     /// The recorded outcome of a request, if it was decided.
-    pub fn outcome_of(&self, resource_id: &str, request_id: &str) -> Option<&Arc<Outcome>> {
-        self.decided
-            .get(resource_id)?
-            .get(request_id)
-            .map(|entry| &entry.0)
+    pub fn outcome_of(&self, resource_id: &str, request_id: &str) -> Option<Outcome> {
+        let resource = *self.resource_index.get(resource_id)?;
+        let request = self.resources[resource as usize].decided.find(request_id)?;
+        Some(self.outcome(DecisionRef { resource, request }))
     }
 
     /// The campaigns of this partition.
     pub fn campaigns(&self) -> impl Iterator<Item = (&str, &CouponCampaign)> {
-        self.campaigns
+        self.resources
             .iter()
-            .map(|(id, campaign)| (&**id, campaign))
+            .filter_map(|r| Some((&*r.id, r.campaign.as_ref()?)))
     }
 
     /// Number of requests decided.
     pub fn decided_count(&self) -> usize {
-        self.decided
-            .values()
-            .map(|by_request| by_request.len())
-            .sum()
+        self.resources.iter().map(|r| r.decided.len()).sum()
     }
 
-    fn create_campaign(&mut self, campaign_id: &str, spec: &CampaignSpec) -> Decision {
-        let time_zone = match spec.validate() {
-            Ok(time_zone) => time_zone,
-            Err(_) => {
-                return Decision::Rejected {
-                    reason: Rejection::InvalidSpec,
-                }
-            }
+    /// Bytes of memory the state holds beyond its fixed size (ids, decisions, coupons):
+    /// the figure behind DESIGN.md's memory-per-grant target.
+    pub fn heap_bytes(&self) -> usize {
+        self.resources
+            .iter()
+            .map(|r| {
+                r.id.len()
+                    + r.decided.heap_bytes()
+                    + r.campaign.as_ref().map_or(0, CouponCampaign::heap_bytes)
+            })
+            .sum::<usize>()
+            + self.resources.capacity() * std::mem::size_of::<Resource>()
+    }
+
+    fn assert_mine(&self, position: LogPosition) {
+        assert_eq!(
+            position.partition, self.partition,
+            "a partition's state decides only its own records"
+        );
+    }
+
+    /// The number of the resource `resource_id`, added on first sight.
+    fn resource_number(&mut self, resource_id: &str) -> u32 {
+        if let Some(&number) = self.resource_index.get(resource_id) {
+            return number;
+        }
+        let number = u32::try_from(self.resources.len()).expect("at most 2^32 resources");
+        self.resources.push(Resource {
+            id: resource_id.into(),
+            campaign: None,
+            decided: TextTable::default(),
+        });
+        self.resource_index.insert(resource_id.into(), number);
+        number
+    }
+}
+
+impl Resource {
+    /// Stores the user of a decision unless a granted coupon already holds it.
+    fn store_user(&mut self, user_id: &str, verdict: Verdict) -> Option<Text> {
+        match verdict {
+            Verdict::CouponGranted { .. } => None,
+            _ => Some(self.decided.store(user_id)),
+        }
+    }
+
+    /// Creates the campaign if it does not exist; a repeated create with the same spec is
+    /// answered as created, with another spec it is refused.
+    fn create_campaign(&mut self, spec: &CampaignSpec) -> Verdict {
+        let Ok(time_zone) = spec.validate() else {
+            return Verdict::Rejected(Rejection::InvalidSpec);
         };
-        match self.campaigns.get(campaign_id) {
-            Some(existing) if existing.spec() == spec => {}
-            Some(_) => {
-                return Decision::Rejected {
-                    reason: Rejection::CampaignExists,
-                }
-            }
+        match &self.campaign {
+            Some(existing) if existing.spec() == spec => Verdict::CampaignCreated,
+            Some(_) => Verdict::Rejected(Rejection::CampaignExists),
             None => {
-                let campaign = CouponCampaign::new(campaign_id, spec.clone(), time_zone);
-                self.campaigns.insert(campaign_id.into(), campaign);
+                let campaign = CouponCampaign::new(&self.id, spec.clone(), time_zone);
+                // A drop gets at least as many claims as it has coupons.
+                self.decided.reserve(campaign.preallocated_coupons());
+                self.campaign = Some(campaign);
+                Verdict::CampaignCreated
             }
         }
-        Decision::CampaignCreated { spec: spec.clone() }
     }
+}
 
-    fn campaign_mut(&mut self, envelope: &Envelope) -> Option<&mut CouponCampaign> {
-        self.campaigns.get_mut(envelope.resource_id.as_str())
-    }
-
-    fn remember(&mut self, outcome: Arc<Outcome>) {
-        // Look up by &str first: `entry` would allocate the resource id on every decision.
-        let by_request = match self.decided.get_mut(outcome.resource_id.as_str()) {
-            Some(by_request) => by_request,
-            None => self
-                .decided
-                .entry(outcome.resource_id.as_str().into())
-                .or_default(),
-        };
-        let first = by_request.insert(ByRequestId(outcome));
-        assert!(first, "invariant 3: a request id is decided at most once");
-    }
+fn recorded_campaign(resource: &mut Resource) -> &mut CouponCampaign {
+    resource
+        .campaign
+        .as_mut()
+        .expect("a recorded coupon decision comes after its campaign's creation")
 }

@@ -122,9 +122,9 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 log_end,
             });
         }
-        let mut state = PartitionState::default();
+        let mut state = PartitionState::new(partition);
         for outcome in journal.load_outcomes(partition).await? {
-            state.restore(outcome);
+            state.restore(&outcome);
         }
         tracing::info!(
             partition,
@@ -215,13 +215,11 @@ impl<L: DecisionListener> PartitionProcessor<L> {
             match decode_record(record, partition, self.log.partitions()) {
                 Ok(envelope) => {
                     let applied = self.state.apply(&envelope, delivery);
+                    let outcome = Arc::new(self.state.outcome(applied.decision));
                     if applied.is_new {
-                        batch.outcomes.push(applied.outcome.clone());
+                        batch.outcomes.push(outcome.clone());
                     }
-                    decided.push(Decided {
-                        outcome: applied.outcome,
-                        delivery,
-                    });
+                    decided.push(Decided { outcome, delivery });
                 }
                 Err(reason) => {
                     tracing::warn!(partition, offset = record.offset, %reason, "dead-lettered a log record");

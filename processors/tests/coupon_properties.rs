@@ -43,7 +43,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use turnstile_processors::{Applied, PartitionState};
+use turnstile_processors::PartitionState;
 use turnstile_schemas::{
     CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition, Outcome,
     Rejection, ENVELOPE_VERSION,
@@ -234,6 +234,13 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<Index>(), -1..=1_i64)
             .prop_map(|(target, nudge_secs)| Op::JumpTo { target, nudge_secs }),
     ]
+}
+
+/// One record's decision with its outcome expanded, as the runtime sees it.
+#[derive(Debug, Clone)]
+struct Applied {
+    outcome: Outcome,
+    is_new: bool,
 }
 
 /// A generated log for one partition, with the reference model's prediction for each
@@ -548,7 +555,7 @@ impl Model {
         let key = (envelope.resource_id.clone(), envelope.request_id.clone());
         if let Some(first) = self.decided.get(&key) {
             return Applied {
-                outcome: first.clone().into(),
+                outcome: first.clone(),
                 is_new: false,
             };
         }
@@ -582,7 +589,7 @@ impl Model {
         };
         self.decided.insert(key, outcome.clone());
         Applied {
-            outcome: outcome.into(),
+            outcome,
             is_new: true,
         }
     }
@@ -698,12 +705,18 @@ fn apply_all(
     envelopes
         .iter()
         .enumerate()
-        .map(|(i, envelope)| state.apply(envelope, position(first_offset + i)))
+        .map(|(i, envelope)| {
+            let applied = state.apply(envelope, position(first_offset + i));
+            Applied {
+                outcome: state.outcome(applied.decision),
+                is_new: applied.is_new,
+            }
+        })
         .collect()
 }
 
 fn run(stream: &Stream) -> (PartitionState, Vec<Applied>) {
-    let mut state = PartitionState::default();
+    let mut state = PartitionState::new(0);
     let applied = apply_all(&mut state, &stream.envelopes, 0);
     (state, applied)
 }
@@ -828,7 +841,7 @@ fn check_one_outcome_per_request(
     prop_assert_eq!(state.decided_count(), first.len());
     for ((resource, request), a) in &first {
         let recorded = state.outcome_of(resource, request);
-        prop_assert_eq!(recorded, Some(&a.outcome));
+        prop_assert_eq!(recorded.as_ref(), Some(&a.outcome));
     }
     Ok(())
 }
@@ -1006,11 +1019,11 @@ proptest! {
     fn restore_then_continue_equals_uninterrupted(stream in stream(), cut in any::<Index>()) {
         let cut = cut.index(stream.envelopes.len() + 1);
         let (prefix, suffix) = stream.envelopes.split_at(cut);
-        let mut original = PartitionState::default();
+        let mut original = PartitionState::new(0);
         let before = apply_all(&mut original, prefix, 0);
-        let mut restored = PartitionState::default();
+        let mut restored = PartitionState::new(0);
         for outcome in journal(&before) {
-            restored.restore(outcome);
+            restored.restore(&outcome);
         }
         prop_assert_eq!(restored.decided_count(), original.decided_count());
         let expected = apply_all(&mut original, suffix, cut);

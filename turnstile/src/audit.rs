@@ -145,7 +145,7 @@ async fn replay_partition(
         .map(|(offset, _)| offset)
         .collect();
     let mut stored = stored.into_iter().peekable();
-    let mut state = PartitionState::default();
+    let mut state = PartitionState::new(partition);
     let mut offset = 0;
     while offset < decided_until {
         let wanted = ((decided_until - offset) as usize).min(REPLAY_BATCH_RECORDS_MAX);
@@ -181,7 +181,7 @@ async fn replay_partition(
                 report.duplicates += 1;
                 continue;
             }
-            let replayed = outcome_json(&applied.outcome);
+            let replayed = outcome_json(&state.outcome(applied.decision));
             match stored.next_if(|s| s.offset == record.offset) {
                 Some(original) if original.body == replayed => {}
                 Some(original) => report.problem(format!(

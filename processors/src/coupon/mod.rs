@@ -9,46 +9,104 @@
 //! 5. A coupon is redeemed once, by its holder, before it expires.
 //!
 //! Pure: no I/O, no clock. "Now" is the command's `submitted_at`, passed in.
+//!
+//! Decisions come out as a [`Verdict`], a few bytes that the partition keeps per request;
+//! [`CouponCampaign::coupon`] rebuilds a granted coupon in full when an outcome is needed.
 
 pub mod validity;
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use foldhash::{HashMap, HashMapExt};
-use turnstile_schemas::{CampaignSpec, Coupon, Decision, Rejection};
+use turnstile_schemas::{CampaignSpec, Coupon, Rejection};
+
+use crate::text_table::{Absent, TextTable};
+
+/// A decision as the partition remembers it. Everything else in the outcome (coupon id,
+/// holder, expiry, spec) follows from it and the campaign's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The campaign was created (or created again with the same spec).
+    CampaignCreated,
+    /// Coupon number `sequence` (1-based) was issued.
+    CouponGranted {
+        /// The coupon's number, the suffix of its id.
+        sequence: u32,
+    },
+    /// Coupon number `sequence` was redeemed.
+    CouponRedeemed {
+        /// The coupon's number.
+        sequence: u32,
+    },
+    /// Nothing changed, for this reason.
+    Rejected(Rejection),
+}
 
 /// One campaign's state: its rules and every coupon issued so far.
 #[derive(Debug, Clone)]
 pub struct CouponCampaign {
-    campaign_id: Arc<str>,
+    campaign_id: Box<str>,
     spec: CampaignSpec,
     time_zone: Tz,
     /// Coupon `n` (1-based, the suffix of its id) is `issued[n - 1]`.
     issued: Vec<IssuedCoupon>,
-    /// Coupons held per user, for the per-user limit.
-    held_by_user: HashMap<Arc<str>, u32>,
+    /// Coupons held, by holder's user id: the per-user limit. `IssuedCoupon::holder`
+    /// numbers an entry.
+    holders: TextTable<u32>,
+    /// Distinct expiry instants, in issue order; `IssuedCoupon` numbers one. A drop's
+    /// coupons share a handful, so a coupon keeps 4 bytes instead of 12.
+    expiries: Vec<DateTime<Utc>>,
+    /// The expiry date of the last grant: a drop's grants fall on one local day, and
+    /// finding that day's local midnight is the costly part of a grant.
+    last_expiry_date: Option<Option<NaiveDate>>,
+}
+
+/// Coupons a new campaign makes room for at once, up to its capacity: a drop fills fast,
+/// and growing its tables while it does costs more than the grants themselves.
+const PREALLOCATED_COUPONS_MAX: u32 = 1 << 16;
+
+fn preallocated_coupons(spec: &CampaignSpec) -> usize {
+    spec.capacity.min(PREALLOCATED_COUPONS_MAX) as usize
 }
 
 /// What the campaign remembers of an issued coupon: enough to judge a redeem.
 #[derive(Debug, Clone)]
 struct IssuedCoupon {
-    holder: Arc<str>,
-    expires_at: DateTime<Utc>,
-    redeemed: bool,
+    holder: u32,
+    /// The coupon's expiry (a number in `expiries`) in the low 31 bits; the top bit is
+    /// set once the coupon is redeemed.
+    expiry_and_redeemed: u32,
+}
+
+const REDEEMED_BIT: u32 = 1 << 31;
+
+impl IssuedCoupon {
+    fn expiry(&self) -> usize {
+        (self.expiry_and_redeemed & !REDEEMED_BIT) as usize
+    }
+
+    fn is_redeemed(&self) -> bool {
+        self.expiry_and_redeemed & REDEEMED_BIT != 0
+    }
 }
 
 impl CouponCampaign {
     /// A new, empty campaign. The spec must have passed [`CampaignSpec::validate`].
     pub fn new(campaign_id: &str, spec: CampaignSpec, time_zone: Tz) -> Self {
+        let preallocated = preallocated_coupons(&spec);
         CouponCampaign {
             campaign_id: campaign_id.into(),
             spec,
             time_zone,
-            issued: Vec::new(),
-            held_by_user: HashMap::new(),
+            issued: Vec::with_capacity(preallocated),
+            holders: TextTable::with_capacity(preallocated),
+            expiries: Vec::new(),
+            last_expiry_date: None,
         }
+    }
+
+    /// Coupons the campaign made room for when it was created.
+    pub fn preallocated_coupons(&self) -> usize {
+        preallocated_coupons(&self.spec)
     }
 
     /// The campaign's rules.
@@ -63,133 +121,152 @@ impl CouponCampaign {
     }
 
     /// Decides a claim by `user_id` at `now`.
-    pub fn claim(&mut self, user_id: &str, now: DateTime<Utc>) -> Decision {
-        if let Some(rejection) = self.claim_rejection(user_id, now) {
-            return Decision::Rejected { reason: rejection };
-        }
-        let sequence = self.issued.len() + 1;
-        let coupon = Coupon {
-            coupon_id: format!("{}-{sequence}", self.campaign_id),
-            campaign_id: self.campaign_id.to_string(),
-            user_id: user_id.to_string(),
-            issued_at: now,
-            expires_at: validity::expires_at(now, self.time_zone, self.spec.valid_days),
-        };
-        self.record_grant(&coupon);
-        Decision::CouponGranted { coupon }
-    }
-
-    fn claim_rejection(&self, user_id: &str, now: DateTime<Utc>) -> Option<Rejection> {
+    pub fn claim(&mut self, user_id: &str, now: DateTime<Utc>) -> Verdict {
         if self.spec.opens_at.is_some_and(|opens| now < opens) {
-            return Some(Rejection::NotOpenYet);
+            return Verdict::Rejected(Rejection::NotOpenYet);
         }
         if self.spec.closes_at.is_some_and(|closes| now >= closes) {
-            return Some(Rejection::Closed);
+            return Verdict::Rejected(Rejection::Closed);
         }
         if self.issued_count() >= self.spec.capacity {
-            return Some(Rejection::SoldOut);
+            return Verdict::Rejected(Rejection::SoldOut);
         }
-        let held = self.held_by_user.get(user_id).copied().unwrap_or(0);
-        if held >= self.spec.per_user_limit {
-            return Some(Rejection::UserLimitReached);
+        let holder = self.holders.lookup(user_id);
+        if holder
+            .as_ref()
+            .is_ok_and(|&h| *self.holders.value(h) >= self.spec.per_user_limit)
+        {
+            return Verdict::Rejected(Rejection::UserLimitReached);
         }
-        None
+        let date = validity::expiry_date(now, self.time_zone, self.spec.valid_days);
+        if self.last_expiry_date != Some(date) {
+            self.last_expiry_date = Some(date);
+            self.expiries
+                .push(validity::expires_on(date, self.time_zone));
+        }
+        self.record_grant(holder, user_id)
     }
 
     /// Decides a redeem of `coupon_id` by `user_id` at `now`.
-    pub fn redeem(&mut self, user_id: &str, coupon_id: &str, now: DateTime<Utc>) -> Decision {
-        let Some(index) = self.coupon_index(coupon_id) else {
-            return Decision::Rejected {
-                reason: Rejection::CouponNotFound,
-            };
+    pub fn redeem(&mut self, user_id: &str, coupon_id: &str, now: DateTime<Utc>) -> Verdict {
+        let Some(sequence) = self.coupon_sequence(coupon_id) else {
+            return Verdict::Rejected(Rejection::CouponNotFound);
         };
-        let coupon = &self.issued[index];
-        let rejection = if &*coupon.holder != user_id {
+        let coupon = &self.issued[sequence as usize - 1];
+        let rejection = if self.holders.key(coupon.holder) != user_id {
             Some(Rejection::NotCouponHolder)
-        } else if coupon.redeemed {
+        } else if coupon.is_redeemed() {
             Some(Rejection::AlreadyRedeemed)
-        } else if now >= coupon.expires_at {
+        } else if now >= self.expiries[coupon.expiry()] {
             Some(Rejection::CouponExpired)
         } else {
             None
         };
-        if let Some(reason) = rejection {
-            return Decision::Rejected { reason };
-        }
-        self.record_redeem(index);
-        Decision::CouponRedeemed {
-            coupon_id: coupon_id.to_string(),
-            redeemed_at: now,
+        match rejection {
+            Some(reason) => Verdict::Rejected(reason),
+            None => self.record_redeem(sequence),
         }
     }
 
-    /// Re-applies a recorded decision during recovery. Only state-changing decisions
-    /// matter; they must be replayed in log order.
-    pub fn restore(&mut self, decision: &Decision) {
-        match decision {
-            Decision::CouponGranted { coupon } => {
-                let expected = format!("{}-{}", self.campaign_id, self.issued.len() + 1);
-                assert_eq!(
-                    coupon.coupon_id, expected,
-                    "journal outcomes of a campaign must restore in issue order"
-                );
-                self.record_grant(coupon);
-            }
-            Decision::CouponRedeemed { coupon_id, .. } => {
-                let index = self
-                    .coupon_index(coupon_id)
-                    .expect("a recorded redeem names a coupon issued before it");
-                self.record_redeem(index);
-            }
-            Decision::CampaignCreated { .. } | Decision::Rejected { .. } => {}
+    /// Re-applies a recorded grant during recovery; grants must come in issue order.
+    /// The expiry is taken as recorded, so an answer replayed later is the one first given.
+    pub fn restore_grant(&mut self, coupon: &Coupon) -> Verdict {
+        let expected = format!("{}-{}", self.campaign_id, self.issued.len() + 1);
+        assert_eq!(
+            coupon.coupon_id, expected,
+            "journal outcomes of a campaign must restore in issue order"
+        );
+        if self.expiries.last() != Some(&coupon.expires_at) {
+            self.expiries.push(coupon.expires_at);
+            // The last expiry is no longer the one of the last claim's date.
+            self.last_expiry_date = None;
+        }
+        let holder = self.holders.lookup(&coupon.user_id);
+        self.record_grant(holder, &coupon.user_id)
+    }
+
+    /// Re-applies a recorded redeem during recovery.
+    pub fn restore_redeem(&mut self, coupon_id: &str) -> Verdict {
+        let sequence = self
+            .coupon_sequence(coupon_id)
+            .expect("a recorded redeem names a coupon issued before it");
+        self.record_redeem(sequence)
+    }
+
+    /// Coupon number `sequence` in full, as granted at `issued_at`.
+    pub fn coupon(&self, sequence: u32, issued_at: DateTime<Utc>) -> Coupon {
+        let issued = &self.issued[sequence as usize - 1];
+        Coupon {
+            coupon_id: self.coupon_id(sequence),
+            campaign_id: self.campaign_id.to_string(),
+            user_id: self.holders.key(issued.holder).to_string(),
+            issued_at,
+            expires_at: self.expiries[issued.expiry()],
         }
     }
 
-    fn record_grant(&mut self, coupon: &Coupon) {
+    /// The id of coupon number `sequence`: `<campaign>-<n>`.
+    pub fn coupon_id(&self, sequence: u32) -> String {
+        format!("{}-{sequence}", self.campaign_id)
+    }
+
+    /// Bytes of memory held by the campaign's per-coupon state.
+    pub fn heap_bytes(&self) -> usize {
+        self.issued.capacity() * std::mem::size_of::<IssuedCoupon>()
+            + self.expiries.capacity() * std::mem::size_of::<DateTime<Utc>>()
+            + self.holders.heap_bytes()
+    }
+
+    /// Issues the next coupon, expiring at the last of `expiries`.
+    fn record_grant(&mut self, holder: Result<u32, Absent>, user_id: &str) -> Verdict {
         assert!(
             self.issued_count() < self.spec.capacity,
             "invariant 1 (no oversell) would break: campaign {} is at capacity {}",
             self.campaign_id,
             self.spec.capacity
         );
-        let holder: Arc<str> = match self.held_by_user.get_key_value(coupon.user_id.as_str()) {
-            Some((existing, _)) => existing.clone(),
-            None => coupon.user_id.as_str().into(),
-        };
-        let held = self.held_by_user.entry(holder.clone()).or_insert(0);
+        let holder = holder.unwrap_or_else(|absent| self.holders.insert(absent, user_id, 0));
+        let held = self.holders.value_mut(holder);
         *held += 1;
         assert!(
             *held <= self.spec.per_user_limit,
-            "invariant 2 (per-user limit) would break for user {} in campaign {}",
-            coupon.user_id,
+            "invariant 2 (per-user limit) would break for user {user_id} in campaign {}",
             self.campaign_id
+        );
+        let expiry = self.expiries.len() - 1;
+        assert!(
+            expiry < REDEEMED_BIT as usize,
+            "fewer than 2^31 expiry instants"
         );
         self.issued.push(IssuedCoupon {
             holder,
-            expires_at: coupon.expires_at,
-            redeemed: false,
+            expiry_and_redeemed: expiry as u32,
         });
+        Verdict::CouponGranted {
+            sequence: self.issued_count(),
+        }
     }
 
-    fn record_redeem(&mut self, index: usize) {
-        let coupon = &mut self.issued[index];
-        assert!(!coupon.redeemed, "a coupon is redeemed at most once");
-        coupon.redeemed = true;
+    fn record_redeem(&mut self, sequence: u32) -> Verdict {
+        let coupon = &mut self.issued[sequence as usize - 1];
+        assert!(!coupon.is_redeemed(), "a coupon is redeemed at most once");
+        coupon.expiry_and_redeemed |= REDEEMED_BIT;
+        Verdict::CouponRedeemed { sequence }
     }
 
-    /// Index into `issued` of a coupon id of this campaign (`<campaign>-<n>`, n ≥ 1).
+    /// The number of an issued coupon of this campaign, from its id (`<campaign>-<n>`).
     /// Only the canonical spelling names a coupon: `drop-01` or `drop-+1` is not `drop-1`
     /// (a loose parse would record a redeem of an id that was never issued).
-    fn coupon_index(&self, coupon_id: &str) -> Option<usize> {
+    fn coupon_sequence(&self, coupon_id: &str) -> Option<u32> {
         let digits = coupon_id
             .strip_prefix(&*self.campaign_id)?
             .strip_prefix('-')?;
         if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let sequence = digits.parse::<usize>().ok()?;
-        (1..=self.issued.len())
+        let sequence = digits.parse::<u32>().ok()?;
+        (1..=self.issued_count())
             .contains(&sequence)
-            .then(|| sequence - 1)
+            .then_some(sequence)
     }
 }

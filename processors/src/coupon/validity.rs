@@ -67,12 +67,20 @@ const MAX_SEARCH_STEPS: u32 = 64;
 /// would be beyond chrono's range.
 #[must_use]
 pub fn expires_at(issued_at: DateTime<Utc>, tz: Tz, valid_days: u32) -> DateTime<Utc> {
+    expires_on(expiry_date(issued_at, tz, valid_days), tz)
+}
+
+/// The local date `D + valid_days + 1` whose start ends the validity of a coupon issued
+/// at `issued_at`; `None` when it lies beyond chrono's range. The cheap half of
+/// [`expires_at`]: one tz lookup, no search.
+#[must_use]
+pub fn expiry_date(issued_at: DateTime<Utc>, tz: Tz, valid_days: u32) -> Option<NaiveDate> {
     let utc = issued_at.naive_utc();
     let offset = tz.offset_from_utc_datetime(&utc).fix();
     // `DateTime::date_naive` would panic if the local time left chrono's range; do the
     // offset arithmetic checked instead.
     let after_issue_day = u64::from(valid_days) + 1;
-    let expiry_date = match utc.checked_add_offset(offset) {
+    match utc.checked_add_offset(offset) {
         Some(local) => local.date().checked_add_days(Days::new(after_issue_day)),
         // The local time is out of range. With a positive offset it lies beyond
         // `NaiveDate::MAX`, so the expiry does too: saturate.
@@ -80,7 +88,13 @@ pub fn expires_at(issued_at: DateTime<Utc>, tz: Tz, valid_days: u32) -> DateTime
         // With a negative offset it is on the day before `NaiveDate::MIN` (offsets are far
         // less than a day), so `D + N + 1` is `NaiveDate::MIN + N`.
         None => NaiveDate::MIN.checked_add_days(Days::new(u64::from(valid_days))),
-    };
+    }
+}
+
+/// The expiry instant for an [`expiry_date`]: the start of that local day, or
+/// [`DateTime::<Utc>::MAX_UTC`] for a date beyond chrono's range.
+#[must_use]
+pub fn expires_on(expiry_date: Option<NaiveDate>, tz: Tz) -> DateTime<Utc> {
     match expiry_date {
         Some(date) => start_of_local_day(date, tz),
         None => DateTime::<Utc>::MAX_UTC,
