@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with the peer DESIGN.md §6 names, in one run:
 #   1. in-memory decisions (criterion) vs a Redis Lua claim script (redis-benchmark),
-#   2. the journal commit alone,
-#   3. the demo end to end over HTTP.
+#   2. processor memory per grant,
+#   3. the journal commit alone,
+#   4. the demo end to end over HTTP.
 # Prints figures; asserts nothing. Record results in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ echo "pipelined x16: $(peer 16)"
 
 echo "== turnstile: in-memory decisions, one partition"
 cargo bench -p turnstile-processors --bench decide -- --noplot 2>&1 | grep -E "^decide/|thrpt"
+
+echo "== turnstile: processor memory per grant (target <= 150 bytes)"
+cargo run --release -q -p turnstile-processors --example state_memory -- 1000000
 
 echo "== turnstile: journal commit alone (SQLite, fsync per commit)"
 cargo run --release -q -p turnstile-journal --example commit_speed -- 100 300
