@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::http::uri::Authority;
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -59,6 +60,64 @@ pub struct Target {
 }
 
 impl Target {
+    /// Parses `http://host[:port][/]` and resolves the host (the first address wins).
+    ///
+    /// Only plain HTTP is spoken, and the URL names the edge only: the API paths are the
+    /// generators' business, so a URL with a path is refused rather than half-honoured.
+    pub async fn resolve(url: &str) -> Result<Target, LoadgenError> {
+        let invalid = |message: String| LoadgenError::InvalidTarget {
+            target: url.to_owned(),
+            message,
+        };
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(invalid(if url.starts_with("https://") {
+                "https is not supported: the edge speaks plain HTTP (give the http:// address \
+                 behind any TLS proxy)"
+                    .into()
+            } else {
+                "must start with http://, e.g. http://127.0.0.1:8080".into()
+            }));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return Err(invalid(
+                "give only the scheme, host and port, e.g. http://127.0.0.1:8080 (the API \
+                 paths are added for you)"
+                    .into(),
+            ));
+        }
+        let parsed: Authority = authority
+            .parse()
+            .map_err(|e| invalid(format!("not a valid host and port: {e}")))?;
+        // `port_u16` is `None` both without a port and with one out of range: tell them apart
+        // by whether anything follows the host.
+        let port = match parsed.port_u16() {
+            Some(port) if port > 0 => port,
+            None if parsed.as_str() == parsed.host() => 80,
+            _ => return Err(invalid("the port must be a number from 1 to 65535".into())),
+        };
+        // `[::1]` is how a URL writes an IPv6 host; the resolver wants it bare.
+        let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+        let lookup = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| {
+                invalid(format!(
+                    "no answer from the resolver within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|e| invalid(format!("cannot resolve {host}: {e}")))?;
+        let addr = lookup
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid(format!("{host} resolves to no address")))?;
+        Ok(Target {
+            url: format!("http://{parsed}"),
+            addr,
+            host: HeaderValue::from_str(parsed.as_str())
+                .expect("a parsed authority is a valid Host header value"),
+        })
+    }
+
     /// Checks that the target accepts a TCP connection, so that a wrong address is one clear
     /// error instead of a run in which every request fails.
     pub async fn probe(&self) -> Result<(), LoadgenError> {
@@ -147,6 +206,18 @@ impl Client {
             target,
             conn: None,
             stats: TransportStats::default(),
+        }
+    }
+
+    /// Opens the connection now rather than on the first request, so that the first request
+    /// does not pay for the handshake. A failure is left for the first request to meet (and
+    /// count).
+    pub async fn warm_up(&mut self) {
+        if self.conn.is_none() {
+            if let Ok(conn) = connect(self.target.addr).await {
+                self.stats.connections_opened += 1;
+                self.conn = Some(conn);
+            }
         }
     }
 
@@ -300,6 +371,12 @@ pub async fn post_json(
     request_once(target, Method::POST, path, Some(key), body).await
 }
 
+/// Sends one `GET {path}` and returns the status code and the body as text, whatever the
+/// status; retried like [`post_json`] (a GET is safe to repeat).
+pub async fn get_json(target: &Target, path: &str) -> Result<(u16, String), LoadgenError> {
+    request_once(target, Method::GET, path, None, Bytes::new()).await
+}
+
 async fn request_once(
     target: &Target,
     method: Method,
@@ -401,4 +478,52 @@ async fn connect(target: SocketAddr) -> Result<Conn, AttemptError> {
         sender,
         answered: 0,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn refused(url: &str) -> String {
+        Target::resolve(url).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn targets_are_plain_http_urls_of_an_edge() {
+        let target = Target::resolve("http://127.0.0.1:8080").await.unwrap();
+        assert_eq!(target.url, "http://127.0.0.1:8080");
+        assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
+        let target = Target::resolve("http://127.0.0.1/").await.unwrap();
+        assert_eq!(target.addr.port(), 80);
+        let target = Target::resolve("http://[::1]:9000").await.unwrap();
+        assert_eq!(target.addr, "[::1]:9000".parse().unwrap());
+        assert_eq!(target.host, "[::1]:9000");
+        let target = Target::resolve("http://localhost:8080").await.unwrap();
+        assert!(target.addr.ip().is_loopback());
+        assert_eq!(target.host, "localhost:8080");
+    }
+
+    #[tokio::test]
+    async fn bad_targets_say_what_to_give_instead() {
+        assert!(refused("https://127.0.0.1:8080")
+            .await
+            .contains("https is not supported"));
+        assert!(refused("127.0.0.1:8080")
+            .await
+            .contains("must start with http://"));
+        assert!(refused("http://127.0.0.1:8080/v1/campaigns")
+            .await
+            .contains("give only the scheme, host and port"));
+        assert!(refused("http://").await.contains("give only"));
+        assert!(refused("http://127.0.0.1:99999")
+            .await
+            .contains("from 1 to 65535"));
+        assert!(refused("http://127.0.0.1:0")
+            .await
+            .contains("from 1 to 65535"));
+        assert!(refused("http://a b:80")
+            .await
+            .contains("not a valid host and port"));
+    }
 }

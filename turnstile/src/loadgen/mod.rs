@@ -1,27 +1,35 @@
-//! HTTP load generators: the closed-loop claim race of `turnstile demo`.
+//! HTTP load generators: the closed-loop claim race of `turnstile demo` and the open-loop
+//! load of `turnstile load`.
 //!
-//! The race ([`race`]) has a fixed crowd storm a drop: how fast is the crowd served, and does
-//! every coupon go to exactly one user? It speaks to the edge through a small HTTP client of
-//! its own making and reads the answers with one classifier, both meant to be shared.
+//! The two ask different questions. The race ([`race`]) has a fixed crowd storm a drop: how
+//! fast is the crowd served, and does every coupon go to exactly one user? The open loop
+//! ([`open_loop`]) offers claims at a fixed rate whether or not earlier ones were answered:
+//! what latency does a caller see at that rate, queueing included? Both speak to the edge
+//! through the same small HTTP client and read its answers the same way.
 //!
 //! # Layout
-//! - [`client`]: the target, one keep-alive HTTP/1.1 connection with bounded retries, one-shot
+//! - [`client`]: targets, one keep-alive HTTP/1.1 connection with bounded retries, one-shot
 //!   requests for set-up calls.
 //! - [`answer`]: an HTTP answer reduced to what the reports count.
 //! - [`progress`]: a progress bar refreshed from shared counters.
 //! - [`race`]: the closed-loop race (`turnstile demo`).
+//! - [`schedule`]: the seeded Poisson arrival schedule of the open loop.
+//! - [`open_loop`]: the open-loop generator (`turnstile load`).
 
 pub mod answer;
 pub mod client;
+pub mod open_loop;
 pub mod progress;
 pub mod race;
+pub mod schedule;
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use hyper::Uri;
 
-pub use client::post_json;
+pub use client::{get_json, post_json, Target};
+pub use open_loop::{CampaignStock, LoadReport, OpenLoad};
 pub use race::{ClaimRace, RaceReport};
 
 /// Significant figures kept by the latency histograms (0.1% precision).
@@ -38,6 +46,18 @@ pub enum LoadgenError {
     /// The campaign id does not make a valid request path.
     #[error("campaign id {0:?} does not make a valid request path")]
     InvalidCampaignId(String),
+    /// A `--target` that is not a plain `http://host[:port]` URL, or whose host does not
+    /// resolve.
+    #[error("target {target:?}: {message}")]
+    InvalidTarget {
+        /// What was given.
+        target: String,
+        /// What is wrong with it and how to fix it.
+        message: String,
+    },
+    /// Settings that make no load, e.g. a rate of 0.
+    #[error("{0}")]
+    InvalidLoad(String),
     /// The target refused or did not accept a first TCP connection.
     #[error("cannot connect to {target}: {source}")]
     Unreachable {
@@ -47,7 +67,7 @@ pub enum LoadgenError {
         #[source]
         source: std::io::Error,
     },
-    /// A single request ([`post_json`]) got no answer, or could not be made.
+    /// A single request ([`post_json`], [`get_json`]) got no answer, or could not be made.
     #[error("{method} {path} to {target} failed: {message}")]
     Request {
         /// The server.
@@ -93,7 +113,7 @@ fn micros_at_least_one(elapsed: std::time::Duration) -> u64 {
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let (head, tail) = digits.split_at(digits.len() % 3);
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -105,6 +125,15 @@ fn thousands(n: u64) -> String {
         out.push_str(std::str::from_utf8(group).expect("decimal digits are ASCII"));
     }
     out
+}
+
+/// A rate per second for people: `19876.4` as `19,876`; rates under 10 keep a decimal.
+pub fn rate_text(per_sec: f64) -> String {
+    if per_sec < 10.0 {
+        format!("{per_sec:.1}")
+    } else {
+        thousands(per_sec.round() as u64)
+    }
 }
 
 /// `/v1/campaigns/{campaign_id}{suffix}`, the campaign id percent-encoded as a path segment.
@@ -146,6 +175,8 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(rate_text(19_876.4), "19,876");
+        assert_eq!(rate_text(0.5), "0.5");
     }
 
     #[test]
