@@ -60,8 +60,8 @@ enum Commands {
     /// that falls behind shows it (no coordinated omission). Claims that would have to wait
     /// behind more than --backlog-requests-max others are not sent and are reported as missed.
     ///
-    /// Example, against `turnstile serve` on the default address:
-    ///   turnstile load --create-campaigns --rate 10000 --duration 10s
+    /// For example, against `turnstile serve` on its default address:
+    /// `turnstile load --create-campaigns --rate 10000 --duration 10s`.
     Load(load::LoadArgs),
     /// Check the invariants of a data directory: no oversell, per-user limits, one outcome
     /// per request, and a replay of the log reproducing every outcome byte for byte.
