@@ -67,7 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     create_campaign(stack.addr, args.coupons).await?;
     let race = ClaimRace {
-        target: stack.addr,
+        target: stack.addr.into(),
         campaign_id: DEMO_CAMPAIGN_ID.to_string(),
         users: args.users,
         connections: args.connections as usize,
@@ -164,10 +164,14 @@ async fn create_campaign(addr: SocketAddr, coupons: u32) -> anyhow::Result<()> {
         "time_zone": "Asia/Seoul",
         "valid_days": 0,
     });
-    let (status, text) =
-        crate::loadgen::post_json(addr, "/v1/campaigns", "create-demo-drop", &body.to_string())
-            .await
-            .context("cannot create the demo campaign")?;
+    let (status, text) = crate::loadgen::post_json(
+        &addr.into(),
+        "/v1/campaigns",
+        "create-demo-drop",
+        &body.to_string(),
+    )
+    .await
+    .context("cannot create the demo campaign")?;
     if status != 201 && status != 200 {
         bail!("creating the demo campaign answered {status}: {text}");
     }

@@ -4,11 +4,14 @@
 //! - `main.rs`: the command line (clap) and logging setup.
 //! - [`stack`]: the embedded stack — log, journal, processors, edge — in one process.
 //! - [`demo`]: `turnstile demo`, a whole flash sale on loopback with a report.
-//! - [`loadgen`]: the closed-loop HTTP claim racer the demo drives.
+//! - [`load`]: `turnstile load`, open-loop claims against running edges with a report.
+//! - [`loadgen`]: the load generators and their shared HTTP client: the demo's closed-loop
+//!   race and the open loop of `turnstile load`.
 //! - [`audit`]: `turnstile audit`, the invariant checks and the replay of the log.
 
 mod audit;
 mod demo;
+mod load;
 mod loadgen;
 mod stack;
 
@@ -50,6 +53,16 @@ enum Commands {
     /// USERS simulated users race over real HTTP for COUPONS coupons. Exits non-zero if
     /// the audit fails or the grants do not match the capacity.
     Demo(demo::DemoArgs),
+    /// Offer claims at a fixed rate to running edges and report latency and answers.
+    ///
+    /// Open loop: claims come due on a seeded Poisson schedule whether or not earlier ones
+    /// were answered, and each claim's latency is measured from when it was due, so a server
+    /// that falls behind shows it (no coordinated omission). Claims that would have to wait
+    /// behind more than --backlog-requests-max others are not sent and are reported as missed.
+    ///
+    /// For example, against `turnstile serve` on its default address:
+    /// `turnstile load --create-campaigns --rate 10000 --duration 10s`.
+    Load(load::LoadArgs),
     /// Check the invariants of a data directory: no oversell, per-user limits, one outcome
     /// per request, and a replay of the log reproducing every outcome byte for byte.
     ///
@@ -154,6 +167,7 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Demo(args) => demo::run(args).await,
+        Commands::Load(args) => load::run(args).await,
         Commands::Audit { data_dir } => {
             let report = audit::audit_data_dir(&data_dir).await?;
             print!("{report}");
