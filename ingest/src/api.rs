@@ -138,7 +138,14 @@ async fn claim(
         .ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
-        // its recorded outcome (a winner retrying must see the win, not "sold out").
+        // its recorded outcome (a winner retrying must see the win, not "sold out"); the
+        // feed knows which keys were never decided, so most claims skip the journal too.
+        if !edge.feed.may_have_decided(&campaign_id, &request_id) {
+            return Err(Failure::rejected(
+                turnstile_schemas::Rejection::SoldOut,
+                None,
+            ));
+        }
         let recorded = edge
             .journal
             .outcome(&campaign_id, &request_id)
