@@ -61,6 +61,9 @@ pub struct EmbeddedStack {
     /// them (measured: 8 ms per commit of ~90 claims, 95 µs a claim, capping the demo at
     /// 6k claims/s). On their own thread the single writers are never queued behind the edge.
     processor_runtime: DedicatedRuntime,
+    /// The sinks run on a thread of their own too: the mailbox creates a file per message
+    /// with blocking calls, which must stall neither HTTP handlers nor the processors.
+    sink_runtime: DedicatedRuntime,
     log: EmbeddedLog,
     journal: SqliteJournal,
     /// Held for the stack's life: one writer per data directory.
@@ -96,14 +99,7 @@ impl EmbeddedStack {
             journal.decided_requests().await?,
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let processor_runtime = DedicatedRuntime(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("turnstile-processors")
-                .enable_all()
-                .build()
-                .context("cannot start the processors' runtime")?,
-        ));
+        let processor_runtime = DedicatedRuntime::start("turnstile-processors")?;
         let processors = ProcessorGroup::start(
             log.clone(),
             journal.clone(),
@@ -122,7 +118,8 @@ impl EmbeddedStack {
             journal.clone(),
             config.partitions,
         );
-        let mailbox = OwnedTask(tokio::spawn(mailbox.run(shutdown_rx.clone())));
+        let sink_runtime = DedicatedRuntime::start("turnstile-sinks")?;
+        let mailbox = OwnedTask(sink_runtime.spawn(mailbox.run(shutdown_rx.clone())));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
@@ -136,6 +133,7 @@ impl EmbeddedStack {
             mailbox,
             processors,
             processor_runtime,
+            sink_runtime,
             log,
             journal,
             _lock: lock,
@@ -158,6 +156,7 @@ impl EmbeddedStack {
             .await
             .context("the mailbox sink panicked")?;
         drop(self.processor_runtime);
+        drop(self.sink_runtime);
         self.log.close().await?;
         self.journal.close().await;
         Ok(())
@@ -186,6 +185,19 @@ impl<T> Drop for OwnedTask<T> {
 /// early error return of `start` or of the demo.
 #[derive(Debug)]
 struct DedicatedRuntime(Option<tokio::runtime::Runtime>);
+
+impl DedicatedRuntime {
+    /// A runtime with one worker thread named `name`.
+    fn start(name: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("cannot start the {name} runtime"))?;
+        Ok(DedicatedRuntime(Some(runtime)))
+    }
+}
 
 impl std::ops::Deref for DedicatedRuntime {
     type Target = tokio::runtime::Runtime;
