@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
+//! - `rows`: what every backend stores and reads back alike: lookup rows, the outcome's
+//!   canonical JSON, the status column, time encoding.
 //! - `migrations/`: the schema, applied in order on open (tracked by `PRAGMA user_version`).
 //!
 //! A processor commits each batch in **one** transaction: the outcomes, the projections
@@ -9,9 +11,11 @@
 //! partition's next offset — guarded by the partition's epoch so a fenced processor's
 //! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
 
+mod rows;
 pub mod sqlite;
 
-pub use sqlite::{outcome_json, CampaignRow, CouponRow, LimitBreach, SqliteJournal, StoredOutcome};
+pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome};
+pub use sqlite::SqliteJournal;
 
 use turnstile_schemas::Outcome;
 

@@ -9,13 +9,16 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use turnstile_schemas::{CampaignSpec, Decision, Outcome};
+use turnstile_schemas::{Decision, Outcome};
 
+use crate::rows::{
+    decision_status, outcome_json, parse_json, parse_time, time_text, CampaignRow, CouponRow,
+    LimitBreach, StoredOutcome,
+};
 use crate::{BatchCommit, Error, PartitionLease};
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
@@ -39,60 +42,6 @@ const READERS_MAX: u32 = 4;
 pub struct SqliteJournal {
     writer: SqlitePool,
     readers: SqlitePool,
-}
-
-/// A campaign as the journal knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CampaignRow {
-    /// Its id.
-    pub campaign_id: String,
-    /// The partition that owns it.
-    pub partition: u32,
-    /// Its rules.
-    pub spec: CampaignSpec,
-    /// Coupons issued.
-    pub issued: u32,
-}
-
-/// A coupon as the journal knows it, with its campaign's rules for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponRow {
-    /// Coupon id.
-    pub coupon_id: String,
-    /// Campaign id.
-    pub campaign_id: String,
-    /// Holder.
-    pub user_id: String,
-    /// Issue instant.
-    pub issued_at: DateTime<Utc>,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-    /// When it was redeemed, if it was.
-    pub redeemed_at: Option<DateTime<Utc>>,
-    /// The campaign's rules (title, time zone).
-    pub campaign: CampaignSpec,
-}
-
-/// An outcome row as stored, for the audit's byte-for-byte comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredOutcome {
-    /// Log offset of the record that decided it.
-    pub offset: u64,
-    /// The outcome JSON exactly as committed.
-    pub body: String,
-}
-
-/// A limit the journal's own rows show broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitBreach {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The user, for a per-user limit breach.
-    pub user_id: Option<String>,
-    /// Coupons counted.
-    pub count: u64,
-    /// The limit.
-    pub limit: u64,
 }
 
 impl SqliteJournal {
@@ -534,32 +483,4 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// The outcome's canonical JSON: what the journal stores and a replay must reproduce.
-pub fn outcome_json(outcome: &Outcome) -> String {
-    serde_json::to_string(outcome).expect("outcomes serialise")
-}
-
-fn decision_status(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::CampaignCreated { .. } => "campaign_created",
-        Decision::CouponGranted { .. } => "coupon_granted",
-        Decision::CouponRedeemed { .. } => "coupon_redeemed",
-        Decision::Rejected { reason } => reason.code(),
-    }
-}
-
-fn time_text(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::Corrupt(format!("bad timestamp {text:?}: {e}")))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("unreadable row {text:?}: {e}")))
 }
