@@ -5,9 +5,9 @@
 //! journal moved from one backend to the other must read back identically.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use turnstile_schemas::{CampaignSpec, Decision, Outcome};
+use turnstile_schemas::{CampaignSpec, Coupon, Decision, Outcome};
 
-use crate::Error;
+use crate::{BatchCommit, Error};
 
 /// A campaign as the journal knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,42 @@ pub struct LimitBreach {
     pub count: u64,
     /// The limit.
     pub limit: u64,
+}
+
+/// The rows a batch changes besides its outcomes, grouped by table. A backend writes them
+/// in field order: a redeem may name a coupon granted earlier in the same batch, so the
+/// coupons go in before the redeems look for them.
+#[derive(Debug, Default)]
+pub(crate) struct Projections<'a> {
+    /// New campaigns. A repeated create with an identical spec is also "created", so the
+    /// same campaign may appear twice; the first row wins.
+    pub campaigns: Vec<(&'a Outcome, &'a CampaignSpec)>,
+    /// Granted coupons, each with the outcome that granted it.
+    pub coupons: Vec<(&'a Outcome, &'a Coupon)>,
+    /// Redeemed coupons: `(coupon_id, redeemed_at)`. Each must find its coupon unredeemed.
+    pub redeems: Vec<(&'a str, &'a DateTime<Utc>)>,
+    /// Every state-changing outcome, in log order: work for the sinks.
+    pub outbox: Vec<&'a Outcome>,
+}
+
+impl<'a> Projections<'a> {
+    /// Sorts the batch's outcomes into the tables they change.
+    pub fn of(batch: &'a BatchCommit) -> Self {
+        let mut projections = Projections::default();
+        for outcome in batch.outcomes.iter().map(AsRef::as_ref) {
+            match &outcome.decision {
+                Decision::CampaignCreated { spec } => projections.campaigns.push((outcome, spec)),
+                Decision::CouponGranted { coupon } => projections.coupons.push((outcome, coupon)),
+                Decision::CouponRedeemed {
+                    coupon_id,
+                    redeemed_at,
+                } => projections.redeems.push((coupon_id, redeemed_at)),
+                Decision::Rejected { .. } => continue,
+            }
+            projections.outbox.push(outcome);
+        }
+        projections
+    }
 }
 
 /// The outcome's canonical JSON: what the journal stores and a replay must reproduce.

@@ -13,11 +13,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use turnstile_schemas::{Decision, Outcome};
+use turnstile_schemas::Outcome;
 
 use crate::rows::{
     decision_status, outcome_json, parse_json, parse_time, time_text, CampaignRow, CouponRow,
-    LimitBreach, StoredOutcome,
+    LimitBreach, Projections, StoredOutcome,
 };
 use crate::{BatchCommit, Error, PartitionLease};
 
@@ -411,54 +411,23 @@ async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Err
     Ok(())
 }
 
-/// Writes the rows derived from the batch's outcomes: campaigns, coupons and outbox.
+/// Writes the rows derived from the batch's outcomes: campaigns, coupons, redeems and outbox.
 async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
-    let changed: Vec<&Outcome> = batch
-        .outcomes
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|outcome| !matches!(outcome.decision, Decision::Rejected { .. }))
-        .collect();
-    let mut granted = Vec::new();
-    for outcome in &changed {
-        match &outcome.decision {
-            Decision::CampaignCreated { spec } => {
-                // A repeated create with an identical spec is also "created": ignore it.
-                sqlx::query(
-                    "INSERT OR IGNORE INTO campaigns
-                     (campaign_id, partition, capacity, per_user_limit, spec) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(&outcome.resource_id)
-                .bind(outcome.position.partition as i64)
-                .bind(spec.capacity as i64)
-                .bind(spec.per_user_limit as i64)
-                .bind(serde_json::to_string(spec).expect("specs serialise"))
-                .execute(&mut **tx)
-                .await?;
-            }
-            Decision::CouponGranted { coupon } => granted.push((outcome, coupon)),
-            Decision::CouponRedeemed {
-                coupon_id,
-                redeemed_at,
-            } => {
-                let updated = sqlx::query(
-                    "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
-                )
-                .bind(time_text(redeemed_at))
-                .bind(coupon_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                if updated != 1 {
-                    return Err(Error::Corrupt(format!(
-                        "redeem of {coupon_id} found no unredeemed coupon row"
-                    )));
-                }
-            }
-            Decision::Rejected { .. } => unreachable!("filtered out above"),
-        }
+    let projections = Projections::of(batch);
+    for (outcome, spec) in &projections.campaigns {
+        sqlx::query(
+            "INSERT OR IGNORE INTO campaigns
+             (campaign_id, partition, capacity, per_user_limit, spec) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&outcome.resource_id)
+        .bind(outcome.position.partition as i64)
+        .bind(spec.capacity as i64)
+        .bind(spec.per_user_limit as i64)
+        .bind(serde_json::to_string(spec).expect("specs serialise"))
+        .execute(&mut **tx)
+        .await?;
     }
-    for chunk in granted.chunks(INSERT_ROWS_MAX) {
+    for chunk in projections.coupons.chunks(INSERT_ROWS_MAX) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO coupons (coupon_id, campaign_id, user_id, request_id, issued_at, expires_at) ",
         );
@@ -472,7 +441,22 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         });
         insert.build().execute(&mut **tx).await?;
     }
-    for chunk in changed.chunks(INSERT_ROWS_MAX) {
+    for (coupon_id, redeemed_at) in &projections.redeems {
+        let updated = sqlx::query(
+            "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
+        )
+        .bind(time_text(redeemed_at))
+        .bind(coupon_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(Error::Corrupt(format!(
+                "redeem of {coupon_id} found no unredeemed coupon row"
+            )));
+        }
+    }
+    for chunk in projections.outbox.chunks(INSERT_ROWS_MAX) {
         let mut insert =
             QueryBuilder::<Sqlite>::new("INSERT INTO outbox (partition, log_offset, kind) ");
         insert.push_values(chunk, |mut row, outcome| {
