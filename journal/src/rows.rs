@@ -120,6 +120,13 @@ pub(crate) fn time_text(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A coupon time as the Postgres journal stores it: cut to the millisecond, like
+/// [`time_text`], so both backends read back the same instant.
+pub(crate) fn stored_time(time: &DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis())
+        .expect("a time cut to the millisecond is still in range")
+}
+
 pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

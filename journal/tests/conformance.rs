@@ -3,15 +3,19 @@
 //! audit rely on the journal's behaviour, not on which database is underneath.
 //!
 //! Each scenario is an `async fn` over the test-local [`Journal`] trait; `conformance!`
-//! turns every scenario into one test per backend (`sqlite::<scenario>`, …).
+//! turns every scenario into one test per backend (`sqlite::<scenario>`,
+//! `postgres::<scenario>`). The Postgres tests need a real server: see [`PostgresFixture`].
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::{PostgresFixture, SqliteFixture};
 use turnstile_journal::{
     BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
-    SqliteJournal, StoredOutcome,
+    PostgresJournal, SqliteJournal, StoredOutcome,
 };
 use turnstile_schemas::{
     CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
@@ -114,22 +118,7 @@ macro_rules! delegate_journal {
 }
 
 delegate_journal!(SqliteJournal);
-
-/// A SQLite journal in its own temporary directory.
-struct SqliteFixture {
-    journal: SqliteJournal,
-    _dir: tempfile::TempDir,
-}
-
-impl SqliteFixture {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"))
-            .await
-            .unwrap();
-        SqliteFixture { journal, _dir: dir }
-    }
-}
+delegate_journal!(PostgresJournal);
 
 /// One test per scenario and backend.
 macro_rules! conformance {
@@ -139,6 +128,16 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $scenario() {
                     let fixture = super::SqliteFixture::new().await;
+                    super::$scenario(&fixture.journal).await;
+                    super::Journal::close(&fixture.journal).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let fixture = super::PostgresFixture::new().await;
                     super::$scenario(&fixture.journal).await;
                     super::Journal::close(&fixture.journal).await;
                 }
@@ -159,7 +158,32 @@ conformance!(
     duplicate_request_fails_the_whole_batch,
     sink_progress_is_kept_per_sink_and_partition,
     limit_breaches_are_reported,
+    a_batch_of_thousands_commits_whole,
 );
+
+/// The audit compares stored outcome JSON byte for byte, and a journal may move from one
+/// backend to the other: both must store exactly the same bytes for the same batch.
+#[tokio::test]
+async fn both_backends_store_identical_outcome_bytes() {
+    let sqlite = SqliteFixture::new().await;
+    let postgres = PostgresFixture::new().await;
+    let from_sqlite = stored_after_sample_batch(&sqlite.journal).await;
+    let from_postgres = stored_after_sample_batch(&postgres.journal).await;
+    assert_eq!(from_sqlite.len(), 5);
+    assert_eq!(from_sqlite, from_postgres);
+}
+
+async fn stored_after_sample_batch(journal: &impl Journal) -> Vec<StoredOutcome> {
+    let lease = journal.acquire(0).await.unwrap();
+    let mut batch = sample_batch(lease);
+    // Non-ASCII text, escapes and sub-millisecond times must survive either database.
+    let mut odd = grant(0, 4, "drop", 3, "유저 \"quoted\" \\ tab\t");
+    odd.decided_at = Utc.timestamp_opt(1_750_000_000, 987_654_321).unwrap();
+    batch.outcomes.push(Arc::new(odd));
+    batch.next_offset = 5;
+    journal.commit(&batch).await.unwrap();
+    journal.stored_outcomes(0).await.unwrap()
+}
 
 // ---- scenarios ----
 
@@ -482,6 +506,26 @@ async fn limit_breaches_are_reported(journal: &impl Journal) {
         .map(|c| (c.campaign_id.as_str(), c.issued))
         .collect();
     assert_eq!(issued, [("roomy", 2), ("small", 3)]);
+}
+
+async fn a_batch_of_thousands_commits_whole(journal: &impl Journal) {
+    // More rows than one SQLite statement takes (it splits them), in one transaction.
+    const GRANTS: u64 = 2_500;
+    let lease = journal.acquire(0).await.unwrap();
+    let mut outcomes = vec![campaign(0, 0, "drop", GRANTS as u32, 1)];
+    outcomes.extend((1..=GRANTS).map(|n| grant(0, n, "drop", n as u32, &format!("user-{n}"))));
+    journal
+        .commit(&batch(lease, GRANTS + 1, outcomes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(journal.load_outcomes(0).await.unwrap(), outcomes);
+    assert_eq!(journal.campaigns().await.unwrap()[0].issued, GRANTS as u32);
+    let outbox = journal.outbox_from(0, 1_000, 10_000).await.unwrap();
+    assert_eq!(outbox.len() as u64, GRANTS + 1 - 1_000);
+    assert_eq!(
+        journal.partitions().await.unwrap(),
+        [lease_at(lease, GRANTS + 1)]
+    );
 }
 
 // ---- helpers ----
