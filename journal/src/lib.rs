@@ -4,6 +4,7 @@
 //! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
 //! - [`postgres`]: the production journal, PostgreSQL 15 or Aurora PostgreSQL (sqlx), with
 //!   the same methods and semantics.
+//! - `load`: recovery's read, outcome bodies parsed on worker threads as rows arrive.
 //! - `rows`: what every backend stores and reads back alike: lookup rows, the outcome's
 //!   canonical JSON, the status column, time encoding.
 //! - `migrations/`: SQLite's schema, applied in order on open (tracked by `PRAGMA
@@ -14,6 +15,7 @@
 //! partition's next offset — guarded by the partition's epoch so a fenced processor's
 //! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
 
+mod load;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -509,8 +509,9 @@ async fn limit_breaches_are_reported(journal: &impl Journal) {
 }
 
 async fn a_batch_of_thousands_commits_whole(journal: &impl Journal) {
-    // More rows than one SQLite statement takes (it splits them), in one transaction.
-    const GRANTS: u64 = 2_500;
+    // More rows than one SQLite statement takes (it splits them) in one transaction, and
+    // more than recovery parses in one chunk.
+    const GRANTS: u64 = 10_000;
     let lease = journal.acquire(0).await.unwrap();
     let mut outcomes = vec![campaign(0, 0, "drop", GRANTS as u32, 1)];
     outcomes.extend((1..=GRANTS).map(|n| grant(0, n, "drop", n as u32, &format!("user-{n}"))));
@@ -520,7 +521,7 @@ async fn a_batch_of_thousands_commits_whole(journal: &impl Journal) {
         .unwrap();
     assert_eq!(journal.load_outcomes(0).await.unwrap(), outcomes);
     assert_eq!(journal.campaigns().await.unwrap()[0].issued, GRANTS as u32);
-    let outbox = journal.outbox_from(0, 1_000, 10_000).await.unwrap();
+    let outbox = journal.outbox_from(0, 1_000, 100_000).await.unwrap();
     assert_eq!(outbox.len() as u64, GRANTS + 1 - 1_000);
     assert_eq!(
         journal.partitions().await.unwrap(),
