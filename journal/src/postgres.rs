@@ -5,9 +5,9 @@
 //! size: the epoch check first, then one `INSERT … SELECT FROM UNNEST($1, $2, …)` per
 //! table, each parameter a whole column as an array. A thousand claims cost six round
 //! trips (begin, fence, outcomes, coupons, outbox, commit), not three thousand.
-//! `synchronous_commit` is left as the server has it (on by
-//! default): a commit is durable before it returns, because an answer is shown to a caller
-//! only after its decision committed.
+//! `synchronous_commit` is left as the server has it (on by default): a commit is durable
+//! before it returns, because an answer is shown to a caller only after its decision
+//! committed.
 //!
 //! The tables live in one schema (`public` unless told otherwise), so several journals can
 //! share a database, as the tests do. Migrations are tracked in that schema's
@@ -31,6 +31,11 @@ use crate::{BatchCommit, Error, PartitionLease};
 
 /// Migrations in order; `journal_migrations` records each one applied, in its transaction.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_journal.sql")];
+
+/// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
+/// a migration takes milliseconds, and a fixed key needs no hash that every build of
+/// every process must agree on.
+const MIGRATION_LOCK_KEY: i64 = 0x7475_726e_7374_696c;
 
 /// The schema [`PostgresJournal::connect`] uses.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -425,10 +430,10 @@ fn check_schema_name(schema: &str) -> Result<(), Error> {
 /// transaction (PostgreSQL's DDL is transactional: a failed migration leaves nothing).
 async fn migrate(connection: &mut PgConnection, schema: &str) -> Result<(), Error> {
     let mut tx = connection.begin().await?;
-    // Journals opening the same schema at once (several processors starting together)
-    // take turns; the lock is released with the transaction.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("turnstile-journal migrate {schema}"))
+    // Journals opening at once (several processors starting together) take turns; the
+    // lock is released with the transaction.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
     let schema_exists: bool =
