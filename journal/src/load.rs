@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use turnstile_schemas::Outcome;
 
-use crate::rows::parse_json;
 use crate::Error;
 
 /// Bodies per chunk handed to a parser: large enough that hand-offs are noise, small
@@ -26,30 +25,32 @@ const CHUNKS_QUEUED_MAX: usize = 2;
 /// Parsed chunks of one parser, in the order it received them.
 type Parsed = Result<Vec<Vec<Outcome>>, Error>;
 
-/// Takes outcome bodies in any order and gives back the outcomes in log order.
+/// Takes rows holding outcome bodies, in any order, and gives back the outcomes in log
+/// order. A row is whatever the database hands out (a `String`, a driver's row): reading
+/// the body out of it is left to the parser threads too.
 #[derive(Debug)]
-pub(crate) struct OutcomeLoader {
+pub(crate) struct OutcomeLoader<R> {
     /// One channel per parser; chunk `n` goes to parser `n % parsers`.
-    senders: Vec<mpsc::Sender<Vec<String>>>,
+    senders: Vec<mpsc::Sender<Vec<R>>>,
     parsers: Vec<JoinHandle<Parsed>>,
-    chunk: Vec<String>,
+    chunk: Vec<R>,
     chunks_sent: usize,
 }
 
-impl OutcomeLoader {
-    /// Starts the parser threads. Must be called inside a Tokio runtime.
-    pub fn new() -> Self {
+impl<R: Send + 'static> OutcomeLoader<R> {
+    /// Starts the parser threads, each turning a row into an outcome with `parse`. Must be
+    /// called inside a Tokio runtime.
+    pub fn new(parse: fn(&R) -> Result<Outcome, Error>) -> Self {
         let parsers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(PARSERS_MAX);
         let (senders, parsers) = (0..parsers)
             .map(|_| {
-                let (sender, mut receiver) = mpsc::channel::<Vec<String>>(CHUNKS_QUEUED_MAX);
+                let (sender, mut receiver) = mpsc::channel::<Vec<R>>(CHUNKS_QUEUED_MAX);
                 let parser = tokio::task::spawn_blocking(move || {
                     let mut parsed = Vec::new();
-                    while let Some(bodies) = receiver.blocking_recv() {
-                        let chunk: Result<Vec<Outcome>, Error> =
-                            bodies.iter().map(|body| parse_json(body)).collect();
+                    while let Some(rows) = receiver.blocking_recv() {
+                        let chunk: Result<Vec<Outcome>, Error> = rows.iter().map(parse).collect();
                         parsed.push(chunk?);
                     }
                     Ok(parsed)
@@ -65,10 +66,10 @@ impl OutcomeLoader {
         }
     }
 
-    /// Adds one body. Returns false once a parser has stopped on a bad body: stop reading
+    /// Adds one row. Returns false once a parser has stopped on a bad row: stop reading
     /// and call [`finish`](Self::finish) for its error.
-    pub async fn push(&mut self, body: String) -> bool {
-        self.chunk.push(body);
+    pub async fn push(&mut self, row: R) -> bool {
+        self.chunk.push(row);
         if self.chunk.len() < CHUNK_ROWS {
             return true;
         }
@@ -120,6 +121,11 @@ mod tests {
 
     use super::*;
     use crate::outcome_json;
+    use crate::rows::parse_json;
+
+    fn loader() -> OutcomeLoader<String> {
+        OutcomeLoader::new(|body| parse_json(body))
+    }
 
     fn rejected(offset: u64) -> Outcome {
         Outcome {
@@ -147,7 +153,7 @@ mod tests {
             .chunks(1000)
             .flat_map(|run| run.iter().rev().copied().collect::<Vec<_>>())
             .collect();
-        let mut loader = OutcomeLoader::new();
+        let mut loader = loader();
         for offset in arrival {
             assert!(loader.push(outcome_json(&rejected(offset))).await);
         }
@@ -161,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_body_stops_the_load_with_corrupt() {
-        let mut loader = OutcomeLoader::new();
+        let mut loader = loader();
         let mut accepted = 0;
         for offset in 0..CHUNK_ROWS as u64 * 20 {
             let body = if offset == 5 {
@@ -184,6 +190,6 @@ mod tests {
 
     #[tokio::test]
     async fn no_rows_load_nothing() {
-        assert_eq!(OutcomeLoader::new().finish().await.expect("empty"), []);
+        assert_eq!(loader().finish().await.expect("empty"), []);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Postgres, Row};
 use turnstile_schemas::Outcome;
 
@@ -198,17 +198,18 @@ impl PostgresJournal {
         // No ORDER BY: without fresh statistics (right after a bulk load, say) the planner
         // sorts a million rows on disk rather than walk the key. The rows arrive in about
         // log order anyway, and the loader puts them in order.
-        let mut bodies =
-            sqlx::query_scalar::<_, String>("SELECT body FROM outcomes WHERE partition = $1")
-                .bind(i64::from(partition))
-                .fetch(&self.pool);
-        let mut loader = OutcomeLoader::new();
-        while let Some(body) = bodies.try_next().await? {
-            if !loader.push(body).await {
+        let mut rows = sqlx::query("SELECT body FROM outcomes WHERE partition = $1")
+            .bind(i64::from(partition))
+            .fetch(&self.pool);
+        // Rows go to the parser threads as they came off the wire: the body is read out
+        // of the row there, not copied into a String on this task first.
+        let mut loader = OutcomeLoader::new(|row: &PgRow| parse_json(row.try_get::<&str, _>(0)?));
+        while let Some(row) = rows.try_next().await? {
+            if !loader.push(row).await {
                 break;
             }
         }
-        drop(bodies);
+        drop(rows);
         loader.finish().await
     }
 
