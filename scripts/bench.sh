@@ -2,7 +2,7 @@
 # Benchmarks, side by side with the peer DESIGN.md §6 names, in one run:
 #   1. in-memory decisions (criterion) vs a Redis Lua claim script (redis-benchmark),
 #   2. processor memory per grant,
-#   3. the journal commit alone,
+#   3. the journal commit alone (SQLite, then PostgreSQL with recovery's read of 1M grants),
 #   4. the demo end to end over HTTP.
 # Prints figures; asserts nothing. Record results in BENCHMARKS.md.
 set -euo pipefail
@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools; }
 redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 ||
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+# The Postgres journal's figures need the local server (scripts/test.sh installs it).
+pg_isready -q -h 127.0.0.1 -p 5432 ||
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
 
 # The peer: the common Redis coupon claim, one Lua call per claim, not durable.
 # KEYS[1] = stock counter, KEYS[2] = winners set; ARGV[1] = user. __rand_int__ varies the user.
@@ -39,6 +42,10 @@ cargo run --release -q -p turnstile-processors --example state_memory -- 1000000
 echo "== turnstile: journal commit alone (SQLite, fsync per commit)"
 cargo run --release -q -p turnstile-journal --example commit_speed -- 100 300
 cargo run --release -q -p turnstile-journal --example commit_speed -- 1000 50
+
+echo "== turnstile: journal commit alone (PostgreSQL, synchronous_commit on), then recovery's read of 1M grants"
+cargo run --release -q -p turnstile-journal --example commit_speed -- postgres 100 300
+cargo run --release -q -p turnstile-journal --example commit_speed -- postgres 1000 1000
 
 echo "== turnstile: end to end over HTTP (demo)"
 cargo run --release -q -p turnstile -- demo --quiet | grep -E "requests|latency|granted:|audit:"

@@ -19,6 +19,26 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
+# The journal's Postgres tests need PostgreSQL at 127.0.0.1:5432 (trust auth, database
+# `test`), or wherever TURNSTILE_TEST_POSTGRES_URL points.
+if [ -z "${TURNSTILE_TEST_POSTGRES_URL:-}" ]; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        step "installing PostgreSQL"
+        apt-get update -q && apt-get install -y -q postgresql
+        hba=$(ls /etc/postgresql/*/main/pg_hba.conf)
+        # A fresh cluster asks for passwords on TCP; the tests connect as postgres without.
+        sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main reload 2>/dev/null || true
+    fi
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        step "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    fi
+    if ! psql -h 127.0.0.1 -U postgres -d test -qAtc 'SELECT 1' >/dev/null 2>&1; then
+        createdb -h 127.0.0.1 -U postgres test
+    fi
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 

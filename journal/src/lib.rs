@@ -2,16 +2,27 @@
 //!
 //! # Layout
 //! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
-//! - `migrations/`: the schema, applied in order on open (tracked by `PRAGMA user_version`).
+//! - [`postgres`]: the production journal, PostgreSQL 15 or Aurora PostgreSQL (sqlx), with
+//!   the same methods and semantics.
+//! - `load`: recovery's read, outcome bodies parsed on worker threads as rows arrive.
+//! - `rows`: what every backend stores and reads back alike: lookup rows, the outcome's
+//!   canonical JSON, the status column, time encoding.
+//! - `migrations/`: SQLite's schema, applied in order on open (tracked by `PRAGMA
+//!   user_version`); `migrations/postgres/`: Postgres's, tracked in `journal_migrations`.
 //!
 //! A processor commits each batch in **one** transaction: the outcomes, the projections
 //! derived from them (campaigns, coupons, outbox rows for the sinks), dead letters, and the
 //! partition's next offset — guarded by the partition's epoch so a fenced processor's
 //! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
 
+mod load;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
-pub use sqlite::{outcome_json, CampaignRow, CouponRow, LimitBreach, SqliteJournal, StoredOutcome};
+pub use postgres::PostgresJournal;
+pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome};
+pub use sqlite::SqliteJournal;
 
 use turnstile_schemas::Outcome;
 
@@ -92,11 +103,25 @@ impl Error {
                 matches!(
                     e,
                     sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                ) || e.as_database_error().is_some_and(|d| {
-                    // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
-                    matches!(d.code().as_deref(), Some("5") | Some("6"))
-                })
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|code| is_retriable_code(&code))
             }
         }
     }
+}
+
+/// Whether a database error code names a passing condition. SQLite's codes are decimal
+/// numbers and PostgreSQL's five-character SQLSTATEs, so one list serves both.
+fn is_retriable_code(code: &str) -> bool {
+    matches!(
+        code,
+        // SQLite: SQLITE_BUSY / SQLITE_LOCKED, another connection holds the lock.
+        "5" | "6"
+        // PostgreSQL: serialization_failure, deadlock_detected (another transaction won),
+        // too_many_connections, admin_shutdown / crash_shutdown / cannot_connect_now (a
+        // restart or an Aurora failover).
+        | "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08") // PostgreSQL connection_exception: the connection broke.
 }

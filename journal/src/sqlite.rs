@@ -9,13 +9,16 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use turnstile_schemas::{CampaignSpec, Decision, Outcome};
+use turnstile_schemas::Outcome;
 
+use crate::rows::{
+    decision_status, outcome_json, parse_json, parse_time, time_text, CampaignRow, CouponRow,
+    LimitBreach, Projections, StoredOutcome,
+};
 use crate::{BatchCommit, Error, PartitionLease};
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
@@ -39,60 +42,6 @@ const READERS_MAX: u32 = 4;
 pub struct SqliteJournal {
     writer: SqlitePool,
     readers: SqlitePool,
-}
-
-/// A campaign as the journal knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CampaignRow {
-    /// Its id.
-    pub campaign_id: String,
-    /// The partition that owns it.
-    pub partition: u32,
-    /// Its rules.
-    pub spec: CampaignSpec,
-    /// Coupons issued.
-    pub issued: u32,
-}
-
-/// A coupon as the journal knows it, with its campaign's rules for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponRow {
-    /// Coupon id.
-    pub coupon_id: String,
-    /// Campaign id.
-    pub campaign_id: String,
-    /// Holder.
-    pub user_id: String,
-    /// Issue instant.
-    pub issued_at: DateTime<Utc>,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-    /// When it was redeemed, if it was.
-    pub redeemed_at: Option<DateTime<Utc>>,
-    /// The campaign's rules (title, time zone).
-    pub campaign: CampaignSpec,
-}
-
-/// An outcome row as stored, for the audit's byte-for-byte comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredOutcome {
-    /// Log offset of the record that decided it.
-    pub offset: u64,
-    /// The outcome JSON exactly as committed.
-    pub body: String,
-}
-
-/// A limit the journal's own rows show broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitBreach {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The user, for a per-user limit breach.
-    pub user_id: Option<String>,
-    /// Coupons counted.
-    pub count: u64,
-    /// The limit.
-    pub limit: u64,
 }
 
 impl SqliteJournal {
@@ -462,54 +411,23 @@ async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Err
     Ok(())
 }
 
-/// Writes the rows derived from the batch's outcomes: campaigns, coupons and outbox.
+/// Writes the rows derived from the batch's outcomes: campaigns, coupons, redeems and outbox.
 async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
-    let changed: Vec<&Outcome> = batch
-        .outcomes
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|outcome| !matches!(outcome.decision, Decision::Rejected { .. }))
-        .collect();
-    let mut granted = Vec::new();
-    for outcome in &changed {
-        match &outcome.decision {
-            Decision::CampaignCreated { spec } => {
-                // A repeated create with an identical spec is also "created": ignore it.
-                sqlx::query(
-                    "INSERT OR IGNORE INTO campaigns
-                     (campaign_id, partition, capacity, per_user_limit, spec) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(&outcome.resource_id)
-                .bind(outcome.position.partition as i64)
-                .bind(spec.capacity as i64)
-                .bind(spec.per_user_limit as i64)
-                .bind(serde_json::to_string(spec).expect("specs serialise"))
-                .execute(&mut **tx)
-                .await?;
-            }
-            Decision::CouponGranted { coupon } => granted.push((outcome, coupon)),
-            Decision::CouponRedeemed {
-                coupon_id,
-                redeemed_at,
-            } => {
-                let updated = sqlx::query(
-                    "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
-                )
-                .bind(time_text(redeemed_at))
-                .bind(coupon_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                if updated != 1 {
-                    return Err(Error::Corrupt(format!(
-                        "redeem of {coupon_id} found no unredeemed coupon row"
-                    )));
-                }
-            }
-            Decision::Rejected { .. } => unreachable!("filtered out above"),
-        }
+    let projections = Projections::of(batch);
+    for (outcome, spec) in &projections.campaigns {
+        sqlx::query(
+            "INSERT OR IGNORE INTO campaigns
+             (campaign_id, partition, capacity, per_user_limit, spec) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&outcome.resource_id)
+        .bind(outcome.position.partition as i64)
+        .bind(spec.capacity as i64)
+        .bind(spec.per_user_limit as i64)
+        .bind(serde_json::to_string(spec).expect("specs serialise"))
+        .execute(&mut **tx)
+        .await?;
     }
-    for chunk in granted.chunks(INSERT_ROWS_MAX) {
+    for chunk in projections.coupons.chunks(INSERT_ROWS_MAX) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO coupons (coupon_id, campaign_id, user_id, request_id, issued_at, expires_at) ",
         );
@@ -523,7 +441,22 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         });
         insert.build().execute(&mut **tx).await?;
     }
-    for chunk in changed.chunks(INSERT_ROWS_MAX) {
+    for (coupon_id, redeemed_at) in &projections.redeems {
+        let updated = sqlx::query(
+            "UPDATE coupons SET redeemed_at = ? WHERE coupon_id = ? AND redeemed_at IS NULL",
+        )
+        .bind(time_text(redeemed_at))
+        .bind(coupon_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(Error::Corrupt(format!(
+                "redeem of {coupon_id} found no unredeemed coupon row"
+            )));
+        }
+    }
+    for chunk in projections.outbox.chunks(INSERT_ROWS_MAX) {
         let mut insert =
             QueryBuilder::<Sqlite>::new("INSERT INTO outbox (partition, log_offset, kind) ");
         insert.push_values(chunk, |mut row, outcome| {
@@ -534,32 +467,4 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// The outcome's canonical JSON: what the journal stores and a replay must reproduce.
-pub fn outcome_json(outcome: &Outcome) -> String {
-    serde_json::to_string(outcome).expect("outcomes serialise")
-}
-
-fn decision_status(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::CampaignCreated { .. } => "campaign_created",
-        Decision::CouponGranted { .. } => "coupon_granted",
-        Decision::CouponRedeemed { .. } => "coupon_redeemed",
-        Decision::Rejected { reason } => reason.code(),
-    }
-}
-
-fn time_text(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::Corrupt(format!("bad timestamp {text:?}: {e}")))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("unreadable row {text:?}: {e}")))
 }

@@ -1,0 +1,638 @@
+//! The PostgreSQL journal of the production set-up (PostgreSQL 15 or Aurora PostgreSQL).
+//!
+//! Same tables, methods and semantics as [`crate::sqlite`]; what differs is how a batch gets
+//! there. A commit is one transaction of a fixed handful of statements whatever the batch
+//! size: the epoch check first, then one `INSERT … SELECT FROM UNNEST($1, $2, …)` per
+//! table, each parameter a whole column as an array. A thousand claims cost six round
+//! trips (begin, fence, outcomes, coupons, outbox, commit), not three thousand.
+//! `synchronous_commit` is left as the server has it (on by default): a commit is durable
+//! before it returns, because an answer is shown to a caller only after its decision
+//! committed.
+//!
+//! The tables live in one schema (`public` unless told otherwise), so several journals can
+//! share a database, as the tests do. Migrations are tracked in that schema's
+//! `journal_migrations` table.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Postgres, Row};
+use turnstile_schemas::Outcome;
+
+use crate::load::OutcomeLoader;
+use crate::rows::{
+    decision_status, outcome_json, parse_json, stored_time, CampaignRow, CouponRow, LimitBreach,
+    Projections, StoredOutcome,
+};
+use crate::{BatchCommit, Error, PartitionLease};
+
+/// Migrations in order; `journal_migrations` records each one applied, in its transaction.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_journal.sql")];
+
+/// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
+/// a migration takes milliseconds, and a fixed key needs no hash that every build of
+/// every process must agree on.
+const MIGRATION_LOCK_KEY: i64 = 0x7475_726e_7374_696c;
+
+/// The schema [`PostgresJournal::connect`] uses.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Connections per journal. Commits of different partitions run in parallel, one
+/// connection each; lookups take the rest. Postgres readers never block writers.
+const CONNECTIONS_MAX: u32 = 8;
+
+/// How long a caller waits for a free connection, or for a server that went away.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest schema name PostgreSQL keeps (NAMEDATALEN - 1), in bytes.
+const SCHEMA_NAME_LEN_MAX_BYTES: usize = 63;
+
+/// How many coupon ids a failed redeem names in its error.
+const REDEEM_ERROR_IDS_MAX: usize = 5;
+
+/// The PostgreSQL journal. Cheap to clone: it is a connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresJournal {
+    pool: PgPool,
+}
+
+/// Whether a connection may write (and so create and migrate the schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+impl PostgresJournal {
+    /// Connects to the journal at `url` (`postgres://user@host:port/database`) in the
+    /// [`DEFAULT_SCHEMA`], creating its tables if needed.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_in_schema(url, DEFAULT_SCHEMA).await
+    }
+
+    /// Connects to the journal in `schema` (created if missing; lower-case letters, digits
+    /// and `_`), creating or migrating its tables.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self, Error> {
+        Self::connect_with(url, schema, Access::ReadWrite).await
+    }
+
+    /// Connects to an existing journal for reading only (the audit): every transaction is
+    /// read-only, so writes fail.
+    pub async fn connect_read_only(url: &str) -> Result<Self, Error> {
+        Self::connect_read_only_in_schema(url, DEFAULT_SCHEMA).await
+    }
+
+    /// [`connect_read_only`](Self::connect_read_only) to the journal in `schema`.
+    pub async fn connect_read_only_in_schema(url: &str, schema: &str) -> Result<Self, Error> {
+        Self::connect_with(url, schema, Access::ReadOnly).await
+    }
+
+    async fn connect_with(url: &str, schema: &str, access: Access) -> Result<Self, Error> {
+        check_schema_name(schema)?;
+        // Every connection gets `schema` as its search path, so the SQL names tables
+        // without a schema and the same statements serve every schema.
+        let mut settings = vec![("search_path", schema)];
+        if access == Access::ReadOnly {
+            settings.push(("default_transaction_read_only", "on"));
+        }
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("turnstile-journal")
+            .options(settings);
+        // One connection first, outside the pool: it fails at once when the server is
+        // down (a pool keeps retrying for ACQUIRE_TIMEOUT), and it sets the schema up
+        // before any pooled connection starts using it.
+        let mut first = options.connect().await?;
+        match access {
+            Access::ReadWrite => migrate(&mut first, schema).await?,
+            Access::ReadOnly => {
+                if applied_migrations(&mut first, schema).await? == 0 {
+                    return Err(Error::Corrupt(format!(
+                        "schema {schema:?} holds no turnstile journal: check the URL and \
+                         schema (a server creates the journal on first start)"
+                    )));
+                }
+            }
+        }
+        first.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS_MAX)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(PostgresJournal { pool })
+    }
+
+    /// Takes a partition: bumps its epoch (creating its row at offset 0 the first time) and
+    /// returns the new lease. Every earlier holder's commits fail from now on.
+    pub async fn acquire(&self, partition: u32) -> Result<PartitionLease, Error> {
+        let row = sqlx::query(
+            "INSERT INTO partitions (partition, epoch, next_offset) VALUES ($1, 1, 0)
+             ON CONFLICT (partition) DO UPDATE SET epoch = partitions.epoch + 1
+             RETURNING epoch, next_offset",
+        )
+        .bind(i64::from(partition))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PartitionLease {
+            partition,
+            epoch: row.try_get::<i64, _>("epoch")? as u64,
+            next_offset: row.try_get::<i64, _>("next_offset")? as u64,
+        })
+    }
+
+    /// Every partition's row (for the audit and lag views).
+    pub async fn partitions(&self) -> Result<Vec<PartitionLease>, Error> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT partition, epoch, next_offset FROM partitions ORDER BY partition",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(partition, epoch, next_offset)| PartitionLease {
+                partition: partition as u32,
+                epoch: epoch as u64,
+                next_offset: next_offset as u64,
+            })
+            .collect())
+    }
+
+    /// Commits one batch atomically, or changes nothing and returns [`Error::Fenced`] when
+    /// the batch's epoch and starting offset are not the partition's current ones.
+    pub async fn commit(&self, batch: &BatchCommit) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock this takes is held to the end of the transaction: a concurrent
+        // `acquire` waits for it, or, if it bumped the epoch first, this matches no row.
+        let fenced = sqlx::query(
+            "UPDATE partitions SET next_offset = $1
+             WHERE partition = $2 AND epoch = $3 AND next_offset = $4",
+        )
+        .bind(batch.next_offset as i64)
+        .bind(i64::from(batch.partition))
+        .bind(batch.epoch as i64)
+        .bind(batch.from_offset as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 0;
+        if fenced {
+            tx.rollback().await?;
+            return Err(Error::Fenced {
+                partition: batch.partition,
+                epoch: batch.epoch,
+                from_offset: batch.from_offset,
+            });
+        }
+        insert_outcomes(&mut tx, batch).await?;
+        insert_projections(&mut tx, &Projections::of(batch)).await?;
+        insert_dead_letters(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every outcome of a partition in log order, for recovery.
+    pub async fn load_outcomes(&self, partition: u32) -> Result<Vec<Outcome>, Error> {
+        // No ORDER BY: without fresh statistics (right after a bulk load, say) the planner
+        // sorts a million rows on disk rather than walk the key. The rows arrive in about
+        // log order anyway, and the loader puts them in order.
+        let mut rows = sqlx::query("SELECT body FROM outcomes WHERE partition = $1")
+            .bind(i64::from(partition))
+            .fetch(&self.pool);
+        // Rows go to the parser threads as they came off the wire: the body is read out
+        // of the row there, not copied into a String on this task first.
+        let mut loader = OutcomeLoader::new(|row: &PgRow| parse_json(row.try_get::<&str, _>(0)?));
+        while let Some(row) = rows.try_next().await? {
+            if !loader.push(row).await {
+                break;
+            }
+        }
+        drop(rows);
+        loader.finish().await
+    }
+
+    /// Every outcome of a partition in log order, as stored.
+    pub async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error> {
+        // Sorted here, not by the server, for the reason given in `load_outcomes`.
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT log_offset, body FROM outcomes WHERE partition = $1")
+                .bind(i64::from(partition))
+                .fetch_all(&self.pool)
+                .await?;
+        let mut stored: Vec<StoredOutcome> = rows
+            .into_iter()
+            .map(|(offset, body)| StoredOutcome {
+                offset: offset as u64,
+                body,
+            })
+            .collect();
+        stored.sort_by_key(|row| row.offset);
+        Ok(stored)
+    }
+
+    /// The outcome of one request, if it was decided.
+    pub async fn outcome(
+        &self,
+        resource_id: &str,
+        request_id: &str,
+    ) -> Result<Option<Outcome>, Error> {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM outcomes WHERE resource_id = $1 AND request_id = $2",
+        )
+        .bind(resource_id)
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        body.as_deref().map(parse_json).transpose()
+    }
+
+    /// Every decided request as `(resource_id, request_id)`, for the edge's sold-out gate.
+    pub async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error> {
+        Ok(
+            sqlx::query_as("SELECT resource_id, request_id FROM outcomes")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every campaign with its issued count.
+    pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
+        // One pass over the coupons for all campaigns, not one per campaign.
+        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT c.campaign_id, c.partition, c.spec, count(k.coupon_id) AS issued
+             FROM campaigns c LEFT JOIN coupons k ON k.campaign_id = c.campaign_id
+             GROUP BY c.campaign_id ORDER BY c.campaign_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(campaign_id, partition, spec, issued)| {
+                Ok(CampaignRow {
+                    campaign_id,
+                    partition: partition as u32,
+                    spec: parse_json(&spec)?,
+                    issued: issued as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// A user's coupons across campaigns, oldest first.
+    pub async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT k.coupon_id, k.campaign_id, k.user_id, k.issued_at, k.expires_at,
+                    k.redeemed_at, c.spec
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             WHERE k.user_id = $1 ORDER BY k.issued_at, k.coupon_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CouponRow {
+                    coupon_id: row.try_get("coupon_id")?,
+                    campaign_id: row.try_get("campaign_id")?,
+                    user_id: row.try_get("user_id")?,
+                    issued_at: row.try_get("issued_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    redeemed_at: row.try_get("redeemed_at")?,
+                    campaign: parse_json(&row.try_get::<String, _>("spec")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Campaigns with more coupons than capacity, and users over their per-user limit.
+    pub async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error> {
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT c.campaign_id, NULL::text AS user_id, count(*) AS n, c.capacity AS lim
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             GROUP BY c.campaign_id HAVING count(*) > c.capacity
+             UNION ALL
+             SELECT c.campaign_id, k.user_id, count(*) AS n, c.per_user_limit AS lim
+             FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
+             GROUP BY c.campaign_id, k.user_id HAVING count(*) > c.per_user_limit",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(campaign_id, user_id, count, limit)| LimitBreach {
+                campaign_id,
+                user_id,
+                count: count as u64,
+                limit: limit as u64,
+            })
+            .collect())
+    }
+
+    /// Dead letters of a partition, in log order: `(offset, reason)`.
+    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT log_offset, reason FROM dead_letters WHERE partition = $1
+             ORDER BY log_offset",
+        )
+        .bind(i64::from(partition))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(offset, reason)| (offset as u64, reason))
+            .collect())
+    }
+
+    /// Up to `limit` outbox entries of a partition from log offset `from` on, in log order,
+    /// each with its outcome.
+    pub async fn outbox_from(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Outcome>, Error> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT c.body FROM outbox o
+             JOIN outcomes c ON c.partition = o.partition AND c.log_offset = o.log_offset
+             WHERE o.partition = $1 AND o.log_offset >= $2 ORDER BY o.log_offset LIMIT $3",
+        )
+        .bind(i64::from(partition))
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        bodies.iter().map(|body| parse_json(body)).collect()
+    }
+
+    /// Where `sink` has got to in each partition's outbox (absent: nothing delivered yet).
+    pub async fn sink_progress(&self, sink: &str) -> Result<Vec<(u32, u64)>, Error> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM sink_progress WHERE sink = $1
+             ORDER BY partition",
+        )
+        .bind(sink)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, o)| (p as u32, o as u64))
+            .collect())
+    }
+
+    /// Records that `sink` has delivered every outbox entry of `partition` before `next_offset`.
+    pub async fn save_sink_progress(
+        &self,
+        sink: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(next_offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Schema names are spliced into SQL and connection options, so only plain lower-case
+/// identifiers are accepted: they need no quoting anywhere.
+fn check_schema_name(schema: &str) -> Result<(), Error> {
+    let mut chars = schema.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= SCHEMA_NAME_LEN_MAX_BYTES;
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::Database(sqlx::Error::Configuration(
+            format!(
+                "journal schema {schema:?} must be 1 to {SCHEMA_NAME_LEN_MAX_BYTES} lower-case \
+                 letters, digits or '_', not starting with a digit"
+            )
+            .into(),
+        )))
+    }
+}
+
+/// Creates the schema if needed and applies the migrations it lacks, all in one
+/// transaction (PostgreSQL's DDL is transactional: a failed migration leaves nothing).
+async fn migrate(connection: &mut PgConnection, schema: &str) -> Result<(), Error> {
+    let mut tx = connection.begin().await?;
+    // Journals opening at once (several processors starting together) take turns; the
+    // lock is released with the transaction.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !schema_exists {
+        // `schema` passed `check_schema_name`: a plain identifier.
+        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let tracked: bool = sqlx::query_scalar("SELECT to_regclass('journal_migrations') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    if !tracked {
+        sqlx::raw_sql(
+            "CREATE TABLE journal_migrations (
+                 version    integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let applied: i32 =
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM journal_migrations")
+            .fetch_one(&mut *tx)
+            .await?;
+    let applied = check_version(applied, schema)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO journal_migrations (version) VALUES ($1)")
+            .bind(index as i32 + 1)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// How many migrations the journal in `schema` has (0: none, or no journal at all).
+async fn applied_migrations(connection: &mut PgConnection, schema: &str) -> Result<usize, Error> {
+    let tracked: bool = sqlx::query_scalar("SELECT to_regclass('journal_migrations') IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await?;
+    if !tracked {
+        return Ok(0);
+    }
+    let applied: i32 =
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM journal_migrations")
+            .fetch_one(connection)
+            .await?;
+    check_version(applied, schema)
+}
+
+fn check_version(applied: i32, schema: &str) -> Result<usize, Error> {
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Corrupt(format!(
+            "the journal in schema {schema:?} has schema version {applied}; this build knows \
+             up to {}",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(applied)
+}
+
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+
+/// One statement for all the batch's outcomes.
+async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
+    let outcomes = &batch.outcomes;
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO outcomes
+             (partition, log_offset, resource_id, request_id, user_id, status, body)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[])",
+    )
+    .bind(column(outcomes, |o| i64::from(o.position.partition)))
+    .bind(column(outcomes, |o| o.position.offset as i64))
+    .bind(column(outcomes, |o| o.resource_id.as_str()))
+    .bind(column(outcomes, |o| o.request_id.as_str()))
+    .bind(column(outcomes, |o| o.user_id.as_str()))
+    .bind(column(outcomes, |o| decision_status(&o.decision)))
+    .bind(column(outcomes, |o| outcome_json(o)))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the rows derived from the batch's outcomes, one statement per table, in the
+/// order [`Projections`] gives.
+async fn insert_projections(tx: &mut Tx<'_>, projections: &Projections<'_>) -> Result<(), Error> {
+    let campaigns = &projections.campaigns;
+    if !campaigns.is_empty() {
+        // A repeated create with an identical spec is also "created": the first row stays.
+        sqlx::query(
+            "INSERT INTO campaigns (campaign_id, partition, capacity, per_user_limit, spec)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                  $5::text[])
+             ON CONFLICT (campaign_id) DO NOTHING",
+        )
+        .bind(column(campaigns, |(o, _)| o.resource_id.as_str()))
+        .bind(column(campaigns, |(o, _)| i64::from(o.position.partition)))
+        .bind(column(campaigns, |(_, spec)| i64::from(spec.capacity)))
+        .bind(column(campaigns, |(_, spec)| {
+            i64::from(spec.per_user_limit)
+        }))
+        .bind(column(campaigns, |(_, spec)| {
+            serde_json::to_string(spec).expect("specs serialise")
+        }))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let coupons = &projections.coupons;
+    if !coupons.is_empty() {
+        sqlx::query(
+            "INSERT INTO coupons
+                 (coupon_id, campaign_id, user_id, request_id, issued_at, expires_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                                  $5::timestamptz[], $6::timestamptz[])",
+        )
+        .bind(column(coupons, |(_, c)| c.coupon_id.as_str()))
+        .bind(column(coupons, |(_, c)| c.campaign_id.as_str()))
+        .bind(column(coupons, |(_, c)| c.user_id.as_str()))
+        .bind(column(coupons, |(o, _)| o.request_id.as_str()))
+        .bind(column(coupons, |(_, c)| stored_time(&c.issued_at)))
+        .bind(column(coupons, |(_, c)| stored_time(&c.expires_at)))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !projections.redeems.is_empty() {
+        update_redeems(tx, &projections.redeems).await?;
+    }
+    let outbox = &projections.outbox;
+    if !outbox.is_empty() {
+        sqlx::query(
+            "INSERT INTO outbox (partition, log_offset, kind)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])",
+        )
+        .bind(column(outbox, |o| i64::from(o.position.partition)))
+        .bind(column(outbox, |o| o.position.offset as i64))
+        .bind(column(outbox, |o| decision_status(&o.decision)))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks the batch's redeemed coupons; each must be there and unredeemed.
+async fn update_redeems(tx: &mut Tx<'_>, redeems: &[(&str, &DateTime<Utc>)]) -> Result<(), Error> {
+    let updated = sqlx::query(
+        "UPDATE coupons k SET redeemed_at = r.redeemed_at
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS r (coupon_id, redeemed_at)
+         WHERE k.coupon_id = r.coupon_id AND k.redeemed_at IS NULL",
+    )
+    .bind(column(redeems, |(coupon_id, _)| *coupon_id))
+    .bind(column(redeems, |(_, at)| stored_time(at)))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated != redeems.len() as u64 {
+        let named = redeems.len().min(REDEEM_ERROR_IDS_MAX);
+        return Err(Error::Corrupt(format!(
+            "{} of {} redeems found no unredeemed coupon row (redeems of {:?}{})",
+            redeems.len() as u64 - updated,
+            redeems.len(),
+            column(&redeems[..named], |(coupon_id, _)| *coupon_id),
+            if named < redeems.len() { ", …" } else { "" },
+        )));
+    }
+    Ok(())
+}
+
+async fn insert_dead_letters(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
+    let letters = &batch.dead_letters;
+    if letters.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dead_letters (partition, log_offset, reason, payload)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[])",
+    )
+    .bind(column(letters, |l| i64::from(l.partition)))
+    .bind(column(letters, |l| l.offset as i64))
+    .bind(column(letters, |l| l.reason.as_str()))
+    .bind(column(letters, |l| l.payload.as_slice()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One column of `rows`, bound as one array parameter.
+fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(value).collect()
+}

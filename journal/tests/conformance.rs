@@ -1,0 +1,703 @@
+//! One set of scenarios, run against every journal backend: each must keep the exactly-once
+//! protocol (`docs/exactly-once.md`) the same way, because the processors, sinks and the
+//! audit rely on the journal's behaviour, not on which database is underneath.
+//!
+//! Each scenario is an `async fn` over the test-local [`Journal`] trait; `conformance!`
+//! turns every scenario into one test per backend (`sqlite::<scenario>`,
+//! `postgres::<scenario>`). The Postgres tests need a real server: see [`PostgresFixture`].
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::{PostgresFixture, SqliteFixture};
+use turnstile_journal::{
+    BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
+    PostgresJournal, SqliteJournal, StoredOutcome,
+};
+use turnstile_schemas::{
+    CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
+};
+
+/// The public method set every backend offers. Implementing it by delegation (below) also
+/// checks at compile time that the backends' signatures agree.
+trait Journal {
+    async fn acquire(&self, partition: u32) -> Result<PartitionLease, Error>;
+    async fn partitions(&self) -> Result<Vec<PartitionLease>, Error>;
+    async fn commit(&self, batch: &BatchCommit) -> Result<(), Error>;
+    async fn load_outcomes(&self, partition: u32) -> Result<Vec<Outcome>, Error>;
+    async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error>;
+    async fn outcome(&self, resource_id: &str, request_id: &str) -> Result<Option<Outcome>, Error>;
+    async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error>;
+    async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error>;
+    async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error>;
+    async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error>;
+    async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error>;
+    async fn outbox_from(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Outcome>, Error>;
+    async fn sink_progress(&self, sink: &str) -> Result<Vec<(u32, u64)>, Error>;
+    async fn save_sink_progress(
+        &self,
+        sink: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), Error>;
+    async fn close(&self);
+}
+
+macro_rules! delegate_journal {
+    ($backend:ty) => {
+        impl Journal for $backend {
+            async fn acquire(&self, partition: u32) -> Result<PartitionLease, Error> {
+                <$backend>::acquire(self, partition).await
+            }
+            async fn partitions(&self) -> Result<Vec<PartitionLease>, Error> {
+                <$backend>::partitions(self).await
+            }
+            async fn commit(&self, batch: &BatchCommit) -> Result<(), Error> {
+                <$backend>::commit(self, batch).await
+            }
+            async fn load_outcomes(&self, partition: u32) -> Result<Vec<Outcome>, Error> {
+                <$backend>::load_outcomes(self, partition).await
+            }
+            async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error> {
+                <$backend>::stored_outcomes(self, partition).await
+            }
+            async fn outcome(
+                &self,
+                resource_id: &str,
+                request_id: &str,
+            ) -> Result<Option<Outcome>, Error> {
+                <$backend>::outcome(self, resource_id, request_id).await
+            }
+            async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error> {
+                <$backend>::decided_requests(self).await
+            }
+            async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
+                <$backend>::campaigns(self).await
+            }
+            async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error> {
+                <$backend>::coupons_of_user(self, user_id).await
+            }
+            async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error> {
+                <$backend>::limit_breaches(self).await
+            }
+            async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
+                <$backend>::dead_letters(self, partition).await
+            }
+            async fn outbox_from(
+                &self,
+                partition: u32,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<Outcome>, Error> {
+                <$backend>::outbox_from(self, partition, from, limit).await
+            }
+            async fn sink_progress(&self, sink: &str) -> Result<Vec<(u32, u64)>, Error> {
+                <$backend>::sink_progress(self, sink).await
+            }
+            async fn save_sink_progress(
+                &self,
+                sink: &str,
+                partition: u32,
+                next_offset: u64,
+            ) -> Result<(), Error> {
+                <$backend>::save_sink_progress(self, sink, partition, next_offset).await
+            }
+            async fn close(&self) {
+                <$backend>::close(self).await
+            }
+        }
+    };
+}
+
+delegate_journal!(SqliteJournal);
+delegate_journal!(PostgresJournal);
+
+/// One test per scenario and backend.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let fixture = super::SqliteFixture::new().await;
+                    super::$scenario(&fixture.journal).await;
+                    super::Journal::close(&fixture.journal).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let fixture = super::PostgresFixture::new().await;
+                    super::$scenario(&fixture.journal).await;
+                    super::Journal::close(&fixture.journal).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    acquire_bumps_the_epoch,
+    stale_epoch_is_fenced_and_writes_nothing,
+    offset_mismatch_is_fenced,
+    zombie_is_fenced_after_the_new_owner_commits,
+    batch_round_trips_through_every_lookup,
+    redeem_of_a_coupon_granted_in_the_same_batch,
+    repeated_campaign_create_keeps_the_first_row,
+    coupon_times_read_back_at_millisecond_precision,
+    duplicate_request_fails_the_whole_batch,
+    sink_progress_is_kept_per_sink_and_partition,
+    limit_breaches_are_reported,
+    a_batch_of_thousands_commits_whole,
+);
+
+/// The audit compares stored outcome JSON byte for byte, and a journal may move from one
+/// backend to the other: both must store exactly the same bytes for the same batch.
+#[tokio::test]
+async fn both_backends_store_identical_outcome_bytes() {
+    let sqlite = SqliteFixture::new().await;
+    let postgres = PostgresFixture::new().await;
+    let from_sqlite = stored_after_sample_batch(&sqlite.journal).await;
+    let from_postgres = stored_after_sample_batch(&postgres.journal).await;
+    assert_eq!(from_sqlite.len(), 5);
+    assert_eq!(from_sqlite, from_postgres);
+}
+
+async fn stored_after_sample_batch(journal: &impl Journal) -> Vec<StoredOutcome> {
+    let lease = journal.acquire(0).await.unwrap();
+    let mut batch = sample_batch(lease);
+    // Non-ASCII text, escapes and sub-millisecond times must survive either database.
+    let mut odd = grant(0, 4, "drop", 3, "유저 \"quoted\" \\ tab\t");
+    odd.decided_at = Utc.timestamp_opt(1_750_000_000, 987_654_321).unwrap();
+    batch.outcomes.push(Arc::new(odd));
+    batch.next_offset = 5;
+    journal.commit(&batch).await.unwrap();
+    journal.stored_outcomes(0).await.unwrap()
+}
+
+// ---- scenarios ----
+
+async fn acquire_bumps_the_epoch(journal: &impl Journal) {
+    assert_eq!(journal.partitions().await.unwrap(), []);
+    assert_eq!(journal.acquire(0).await.unwrap(), lease(0, 1, 0));
+    assert_eq!(journal.acquire(0).await.unwrap(), lease(0, 2, 0));
+    assert_eq!(journal.acquire(3).await.unwrap(), lease(3, 1, 0));
+    journal
+        .commit(&batch(
+            lease(0, 2, 0),
+            2,
+            vec![campaign(0, 0, "drop", 10, 1)],
+        ))
+        .await
+        .unwrap();
+    // The offset survives a take-over: the new owner continues where the old one stopped.
+    assert_eq!(journal.acquire(0).await.unwrap(), lease(0, 3, 2));
+    assert_eq!(
+        journal.partitions().await.unwrap(),
+        [lease(0, 3, 2), lease(3, 1, 0)]
+    );
+}
+
+async fn stale_epoch_is_fenced_and_writes_nothing(journal: &impl Journal) {
+    let stale = journal.acquire(0).await.unwrap();
+    let current = journal.acquire(0).await.unwrap();
+    let mut fenced = sample_batch(stale);
+    fenced.dead_letters.push(dead_letter(0, 9, "bad json"));
+    let err = journal.commit(&fenced).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Fenced {
+                partition: 0,
+                epoch: 1,
+                from_offset: 0
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_retriable());
+    assert_nothing_written(journal, 0).await;
+    assert_eq!(journal.partitions().await.unwrap(), [current]);
+
+    journal.commit(&sample_batch(current)).await.unwrap();
+    assert_eq!(journal.stored_outcomes(0).await.unwrap().len(), 4);
+}
+
+async fn offset_mismatch_is_fenced(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let ahead = PartitionLease {
+        next_offset: 5,
+        ..lease
+    };
+    let err = journal.commit(&sample_batch(ahead)).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { from_offset: 5, .. }), "{err}");
+    assert_nothing_written(journal, 0).await;
+
+    journal.commit(&sample_batch(lease)).await.unwrap();
+    // The same batch again: the journal has moved on to offset 4, so this is fenced too,
+    // and the replayed batch's rows are not written twice.
+    let err = journal.commit(&sample_batch(lease)).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { from_offset: 0, .. }), "{err}");
+    assert_eq!(journal.stored_outcomes(0).await.unwrap().len(), 4);
+    assert_eq!(journal.partitions().await.unwrap(), [lease_at(lease, 4)]);
+}
+
+async fn zombie_is_fenced_after_the_new_owner_commits(journal: &impl Journal) {
+    let zombie = journal.acquire(0).await.unwrap();
+    journal
+        .commit(&batch(zombie, 1, vec![campaign(0, 0, "drop", 10, 1)]))
+        .await
+        .unwrap();
+    let owner = journal.acquire(0).await.unwrap();
+    assert_eq!(owner, lease(0, 2, 1));
+    journal
+        .commit(&batch(owner, 2, vec![grant(0, 1, "drop", 1, "alice")]))
+        .await
+        .unwrap();
+    // The zombie believes it is at offset 1 and decides offset 1 differently.
+    let err = journal
+        .commit(&batch(
+            lease_at(zombie, 1),
+            2,
+            vec![grant(0, 1, "drop", 1, "mallory")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Fenced { epoch: 1, .. }), "{err}");
+    assert!(journal.coupons_of_user("mallory").await.unwrap().is_empty());
+    assert_eq!(journal.coupons_of_user("alice").await.unwrap().len(), 1);
+}
+
+async fn batch_round_trips_through_every_lookup(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let first = sample_batch(lease);
+    journal.commit(&first).await.unwrap();
+    let second = BatchCommit {
+        partition: 0,
+        epoch: lease.epoch,
+        from_offset: 4,
+        next_offset: 7,
+        outcomes: vec![
+            Arc::new(redeem(0, 4, "drop", "drop-1", "alice", at(12))),
+            Arc::new(rejected(0, 6, "drop", "bob", Rejection::AlreadyRedeemed)),
+        ],
+        dead_letters: vec![dead_letter(0, 5, "envelope version 9 is unknown")],
+    };
+    journal.commit(&second).await.unwrap();
+
+    let all: Vec<Outcome> = first
+        .outcomes
+        .iter()
+        .chain(&second.outcomes)
+        .map(|outcome| outcome.as_ref().clone())
+        .collect();
+    assert_eq!(journal.load_outcomes(0).await.unwrap(), all);
+    let stored = journal.stored_outcomes(0).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|s| s.offset).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 6]
+    );
+    for (stored, outcome) in stored.iter().zip(&all) {
+        assert_eq!(stored.body, turnstile_journal::outcome_json(outcome));
+    }
+    assert_eq!(journal.load_outcomes(1).await.unwrap(), []);
+
+    assert_eq!(
+        journal.outcome("drop", "req-0-2").await.unwrap().as_ref(),
+        Some(&all[2])
+    );
+    assert_eq!(
+        journal.outcome("drop", "no-such-request").await.unwrap(),
+        None
+    );
+    assert_eq!(journal.outcome("other", "req-0-2").await.unwrap(), None);
+
+    let mut decided = journal.decided_requests().await.unwrap();
+    decided.sort();
+    let mut expected: Vec<(String, String)> = all
+        .iter()
+        .map(|o| (o.resource_id.clone(), o.request_id.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(decided, expected);
+
+    assert_eq!(
+        journal.campaigns().await.unwrap(),
+        [CampaignRow {
+            campaign_id: "drop".into(),
+            partition: 0,
+            spec: spec(2, 1),
+            issued: 2,
+        }]
+    );
+    let alice = journal.coupons_of_user("alice").await.unwrap();
+    assert_eq!(
+        alice,
+        [CouponRow {
+            coupon_id: "drop-1".into(),
+            campaign_id: "drop".into(),
+            user_id: "alice".into(),
+            issued_at: at(1),
+            expires_at: at(86_400),
+            redeemed_at: Some(at(12)),
+            campaign: spec(2, 1),
+        }]
+    );
+    assert_eq!(journal.coupons_of_user("bob").await.unwrap().len(), 1);
+    assert_eq!(journal.coupons_of_user("carol").await.unwrap(), []);
+
+    assert_eq!(
+        journal.dead_letters(0).await.unwrap(),
+        [(5, "envelope version 9 is unknown".to_string())]
+    );
+    assert_eq!(journal.dead_letters(1).await.unwrap(), []);
+
+    // The outbox holds the state-changing outcomes only (offsets 0, 1, 2, 4), in log order.
+    let outbox = journal.outbox_from(0, 0, 100).await.unwrap();
+    assert_eq!(
+        outbox,
+        [&all[0], &all[1], &all[2], &all[4]].map(Clone::clone)
+    );
+    let page = journal.outbox_from(0, 2, 1).await.unwrap();
+    assert_eq!(page, [all[2].clone()]);
+    assert_eq!(journal.outbox_from(0, 5, 100).await.unwrap(), []);
+    assert_eq!(journal.limit_breaches().await.unwrap(), []);
+}
+
+async fn redeem_of_a_coupon_granted_in_the_same_batch(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let outcomes = vec![
+        campaign(0, 0, "drop", 5, 1),
+        grant(0, 1, "drop", 1, "alice"),
+        redeem(0, 2, "drop", "drop-1", "alice", at(30)),
+    ];
+    journal.commit(&batch(lease, 3, outcomes)).await.unwrap();
+    let alice = journal.coupons_of_user("alice").await.unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0].redeemed_at, Some(at(30)));
+}
+
+async fn repeated_campaign_create_keeps_the_first_row(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    // Two create requests with the same spec are both "created" (the second is idempotent).
+    let mut again = campaign(0, 1, "drop", 5, 1);
+    again.request_id = "create-again".into();
+    journal
+        .commit(&batch(lease, 2, vec![campaign(0, 0, "drop", 5, 1), again]))
+        .await
+        .unwrap();
+    let campaigns = journal.campaigns().await.unwrap();
+    assert_eq!(campaigns.len(), 1);
+    assert_eq!(campaigns[0].spec, spec(5, 1));
+    assert_eq!(journal.outbox_from(0, 0, 10).await.unwrap().len(), 2);
+}
+
+async fn coupon_times_read_back_at_millisecond_precision(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let precise = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+    let mut granted = grant(0, 1, "drop", 1, "alice");
+    if let Decision::CouponGranted { coupon } = &mut granted.decision {
+        coupon.issued_at = precise;
+        coupon.expires_at = precise;
+    }
+    granted.decided_at = precise;
+    journal
+        .commit(&batch(
+            lease,
+            3,
+            vec![
+                campaign(0, 0, "drop", 5, 1),
+                granted.clone(),
+                redeem(0, 2, "drop", "drop-1", "alice", precise),
+            ],
+        ))
+        .await
+        .unwrap();
+    let millis = Utc.timestamp_opt(1_700_000_000, 123_000_000).unwrap();
+    let coupon = &journal.coupons_of_user("alice").await.unwrap()[0];
+    assert_eq!(
+        (coupon.issued_at, coupon.expires_at, coupon.redeemed_at),
+        (millis, millis, Some(millis))
+    );
+    // The outcome itself keeps full precision: its JSON is what a replay must reproduce.
+    assert_eq!(
+        journal.outcome("drop", &granted.request_id).await.unwrap(),
+        Some(granted)
+    );
+}
+
+async fn duplicate_request_fails_the_whole_batch(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let mut duplicate = grant(0, 1, "drop", 1, "alice");
+    duplicate.request_id = "req-0-0".into();
+    let err = journal
+        .commit(&batch(
+            lease,
+            2,
+            vec![campaign(0, 0, "drop", 5, 1), duplicate],
+        ))
+        .await
+        .unwrap_err();
+    // A second outcome for one request is a processor bug: retrying cannot help.
+    assert!(matches!(err, Error::Database(_)), "{err}");
+    assert!(!err.is_retriable(), "{err}");
+    assert_nothing_written(journal, 0).await;
+    assert_eq!(journal.partitions().await.unwrap(), [lease]);
+}
+
+async fn sink_progress_is_kept_per_sink_and_partition(journal: &impl Journal) {
+    assert_eq!(journal.sink_progress("mailbox").await.unwrap(), []);
+    journal.save_sink_progress("mailbox", 0, 10).await.unwrap();
+    journal.save_sink_progress("mailbox", 1, 3).await.unwrap();
+    journal.save_sink_progress("archive", 0, 7).await.unwrap();
+    journal.save_sink_progress("mailbox", 0, 12).await.unwrap();
+    let mut mailbox = journal.sink_progress("mailbox").await.unwrap();
+    mailbox.sort();
+    assert_eq!(mailbox, [(0, 12), (1, 3)]);
+    assert_eq!(journal.sink_progress("archive").await.unwrap(), [(0, 7)]);
+    assert_eq!(journal.sink_progress("expiry").await.unwrap(), []);
+}
+
+async fn limit_breaches_are_reported(journal: &impl Journal) {
+    // The journal stores what it is given; the audit relies on it to show a broken limit.
+    let lease = journal.acquire(0).await.unwrap();
+    let outcomes = vec![
+        campaign(0, 0, "small", 2, 1),
+        grant(0, 1, "small", 1, "alice"),
+        grant(0, 2, "small", 2, "alice"),
+        grant(0, 3, "small", 3, "bob"),
+        campaign(0, 4, "roomy", 100, 2),
+        grant(0, 5, "roomy", 1, "carol"),
+        grant(0, 6, "roomy", 2, "carol"),
+    ];
+    journal.commit(&batch(lease, 7, outcomes)).await.unwrap();
+    let mut breaches = journal.limit_breaches().await.unwrap();
+    breaches.sort_by(|a, b| (&a.campaign_id, &a.user_id).cmp(&(&b.campaign_id, &b.user_id)));
+    assert_eq!(
+        breaches,
+        [
+            LimitBreach {
+                campaign_id: "small".into(),
+                user_id: None,
+                count: 3,
+                limit: 2,
+            },
+            LimitBreach {
+                campaign_id: "small".into(),
+                user_id: Some("alice".into()),
+                count: 2,
+                limit: 1,
+            },
+        ]
+    );
+    let campaigns = journal.campaigns().await.unwrap();
+    let issued: Vec<(&str, u32)> = campaigns
+        .iter()
+        .map(|c| (c.campaign_id.as_str(), c.issued))
+        .collect();
+    assert_eq!(issued, [("roomy", 2), ("small", 3)]);
+}
+
+async fn a_batch_of_thousands_commits_whole(journal: &impl Journal) {
+    // More rows than one SQLite statement takes (it splits them) in one transaction, and
+    // more than recovery parses in one chunk.
+    const GRANTS: u64 = 10_000;
+    let lease = journal.acquire(0).await.unwrap();
+    let mut outcomes = vec![campaign(0, 0, "drop", GRANTS as u32, 1)];
+    outcomes.extend((1..=GRANTS).map(|n| grant(0, n, "drop", n as u32, &format!("user-{n}"))));
+    journal
+        .commit(&batch(lease, GRANTS + 1, outcomes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(journal.load_outcomes(0).await.unwrap(), outcomes);
+    assert_eq!(journal.campaigns().await.unwrap()[0].issued, GRANTS as u32);
+    let outbox = journal.outbox_from(0, 1_000, 100_000).await.unwrap();
+    assert_eq!(outbox.len() as u64, GRANTS + 1 - 1_000);
+    assert_eq!(
+        journal.partitions().await.unwrap(),
+        [lease_at(lease, GRANTS + 1)]
+    );
+}
+
+// ---- helpers ----
+
+async fn assert_nothing_written(journal: &impl Journal, partition: u32) {
+    assert_eq!(journal.stored_outcomes(partition).await.unwrap(), []);
+    assert_eq!(journal.decided_requests().await.unwrap(), []);
+    assert_eq!(journal.campaigns().await.unwrap(), []);
+    assert_eq!(journal.coupons_of_user("alice").await.unwrap(), []);
+    assert_eq!(journal.dead_letters(partition).await.unwrap(), []);
+    assert_eq!(journal.outbox_from(partition, 0, 100).await.unwrap(), []);
+}
+
+fn lease(partition: u32, epoch: u64, next_offset: u64) -> PartitionLease {
+    PartitionLease {
+        partition,
+        epoch,
+        next_offset,
+    }
+}
+
+fn lease_at(lease: PartitionLease, next_offset: u64) -> PartitionLease {
+    PartitionLease {
+        next_offset,
+        ..lease
+    }
+}
+
+/// A batch from the lease's offset to `next_offset`.
+fn batch(lease: PartitionLease, next_offset: u64, outcomes: Vec<Outcome>) -> BatchCommit {
+    BatchCommit {
+        partition: lease.partition,
+        epoch: lease.epoch,
+        from_offset: lease.next_offset,
+        next_offset,
+        outcomes: outcomes.into_iter().map(Arc::new).collect(),
+        dead_letters: Vec::new(),
+    }
+}
+
+/// Four records from the lease's offset on: a campaign of 2, two grants and a sold-out
+/// rejection.
+fn sample_batch(lease: PartitionLease) -> BatchCommit {
+    let (p, from) = (lease.partition, lease.next_offset);
+    let outcomes = vec![
+        campaign(p, from, "drop", 2, 1),
+        grant(p, from + 1, "drop", 1, "alice"),
+        grant(p, from + 2, "drop", 2, "bob"),
+        rejected(p, from + 3, "drop", "carol", Rejection::SoldOut),
+    ];
+    batch(lease, from + 4, outcomes)
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + seconds, 0).unwrap()
+}
+
+fn spec(capacity: u32, per_user_limit: u32) -> CampaignSpec {
+    CampaignSpec {
+        title: "Spring drop — 90% off".into(),
+        capacity,
+        per_user_limit,
+        opens_at: None,
+        closes_at: Some(at(3_600)),
+        time_zone: "Asia/Seoul".into(),
+        valid_days: 0,
+    }
+}
+
+fn outcome(
+    partition: u32,
+    offset: u64,
+    resource_id: &str,
+    user_id: &str,
+    command: CommandKind,
+    decision: Decision,
+) -> Outcome {
+    Outcome {
+        request_id: format!("req-{partition}-{offset}"),
+        resource_id: resource_id.into(),
+        user_id: user_id.into(),
+        command,
+        position: LogPosition { partition, offset },
+        decided_at: at(offset as i64),
+        decision,
+    }
+}
+
+fn campaign(
+    partition: u32,
+    offset: u64,
+    campaign_id: &str,
+    capacity: u32,
+    per_user_limit: u32,
+) -> Outcome {
+    let spec = spec(capacity, per_user_limit);
+    let decision = Decision::CampaignCreated { spec };
+    outcome(
+        partition,
+        offset,
+        campaign_id,
+        "ops",
+        CommandKind::CreateCampaign,
+        decision,
+    )
+}
+
+fn grant(partition: u32, offset: u64, campaign_id: &str, n: u32, user_id: &str) -> Outcome {
+    let coupon = Coupon {
+        coupon_id: format!("{campaign_id}-{n}"),
+        campaign_id: campaign_id.into(),
+        user_id: user_id.into(),
+        issued_at: at(offset as i64),
+        expires_at: at(86_400),
+    };
+    let decision = Decision::CouponGranted { coupon };
+    outcome(
+        partition,
+        offset,
+        campaign_id,
+        user_id,
+        CommandKind::Claim,
+        decision,
+    )
+}
+
+fn redeem(
+    partition: u32,
+    offset: u64,
+    campaign_id: &str,
+    coupon_id: &str,
+    user_id: &str,
+    redeemed_at: DateTime<Utc>,
+) -> Outcome {
+    let decision = Decision::CouponRedeemed {
+        coupon_id: coupon_id.into(),
+        redeemed_at,
+    };
+    outcome(
+        partition,
+        offset,
+        campaign_id,
+        user_id,
+        CommandKind::Redeem,
+        decision,
+    )
+}
+
+fn rejected(
+    partition: u32,
+    offset: u64,
+    campaign_id: &str,
+    user_id: &str,
+    reason: Rejection,
+) -> Outcome {
+    let decision = Decision::Rejected { reason };
+    outcome(
+        partition,
+        offset,
+        campaign_id,
+        user_id,
+        CommandKind::Claim,
+        decision,
+    )
+}
+
+fn dead_letter(partition: u32, offset: u64, reason: &str) -> DeadLetter {
+    DeadLetter {
+        partition,
+        offset,
+        reason: reason.into(),
+        payload: b"{\"not\": \"an envelope\"\x00\xff".to_vec(),
+    }
+}
