@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use turnstile_journal::SqliteJournal;
+use turnstile_journal::Journal;
 use turnstile_log::EmbeddedLog;
 
 pub use feed::OutcomeFeed;
@@ -48,7 +48,7 @@ impl Default for EdgeConfig {
 pub struct Edge {
     config: Arc<EdgeConfig>,
     log: EmbeddedLog,
-    journal: SqliteJournal,
+    journal: Journal,
     feed: Arc<OutcomeFeed>,
 }
 
@@ -57,7 +57,7 @@ impl Edge {
     pub fn new(
         config: EdgeConfig,
         log: EmbeddedLog,
-        journal: SqliteJournal,
+        journal: Journal,
         feed: Arc<OutcomeFeed>,
     ) -> Self {
         Edge {

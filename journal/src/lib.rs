@@ -1,6 +1,8 @@
 //! The journal: where decisions become durable.
 //!
 //! # Layout
+//! - [`Journal`] (`backend.rs`): the journal on either backend, what the rest of turnstile
+//!   uses; [`JournalLocation`] says which (a SQLite path or a PostgreSQL URL).
 //! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
 //! - [`postgres`]: the production journal, PostgreSQL 15 or Aurora PostgreSQL (sqlx), with
 //!   the same methods and semantics.
@@ -15,11 +17,13 @@
 //! partition's next offset — guarded by the partition's epoch so a fenced processor's
 //! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
 
+mod backend;
 mod load;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
+pub use backend::{Journal, JournalLocation};
 pub use postgres::PostgresJournal;
 pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome};
 pub use sqlite::SqliteJournal;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use turnstile_journal::{BatchCommit, DeadLetter, PartitionLease, SqliteJournal};
+use turnstile_journal::{BatchCommit, DeadLetter, Journal, PartitionLease};
 use turnstile_log::{partition_for, EmbeddedLog, LogRecord};
 use turnstile_schemas::{Envelope, LogPosition, Outcome};
 
@@ -99,7 +99,7 @@ pub struct PartitionProcessor<L: DecisionListener> {
     lease: PartitionLease,
     state: PartitionState,
     log: EmbeddedLog,
-    journal: SqliteJournal,
+    journal: Journal,
     listener: Arc<L>,
     config: ProcessorConfig,
 }
@@ -109,7 +109,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
     pub async fn recover(
         partition: u32,
         log: EmbeddedLog,
-        journal: SqliteJournal,
+        journal: Journal,
         listener: Arc<L>,
         config: ProcessorConfig,
     ) -> Result<Self, Error> {
@@ -277,7 +277,7 @@ impl ProcessorGroup {
     /// the processors. When this returns, every record logged before the call is decided.
     pub async fn start<L: DecisionListener>(
         log: EmbeddedLog,
-        journal: SqliteJournal,
+        journal: Journal,
         listener: Arc<L>,
         config: ProcessorConfig,
         shutdown: watch::Receiver<bool>,

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
-use turnstile_journal::SqliteJournal;
+use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{partition_for, EmbeddedLog, EmbeddedLogConfig};
 use turnstile_processors::runtime::{
     Decided, DecisionListener, Error, PartitionProcessor, ProcessorConfig,
@@ -63,14 +63,14 @@ fn create(resource: &str, capacity: u32) -> Vec<u8> {
 struct Fixture {
     _dir: tempfile::TempDir,
     log: EmbeddedLog,
-    journal: SqliteJournal,
+    journal: Journal,
 }
 
 async fn fixture(partitions: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log =
         EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"), partitions)).unwrap();
-    let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"))
+    let journal = Journal::open(&JournalLocation::Sqlite(dir.path().join("journal.sqlite")))
         .await
         .unwrap();
     Fixture {

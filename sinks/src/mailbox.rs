@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use tokio::sync::watch;
-use turnstile_journal::SqliteJournal;
+use turnstile_journal::Journal;
 use turnstile_schemas::{Coupon, Decision, Outcome};
 
 use crate::Error;
@@ -48,7 +48,7 @@ impl MailboxConfig {
 #[derive(Debug)]
 pub struct MailboxSink {
     config: MailboxConfig,
-    journal: SqliteJournal,
+    journal: Journal,
     partitions: u32,
     /// Campaign id → (title, time zone), for message text; loaded when first needed.
     campaigns: HashMap<String, (String, chrono_tz::Tz)>,
@@ -56,7 +56,7 @@ pub struct MailboxSink {
 
 impl MailboxSink {
     /// A sink over the outbox of `partitions` partitions in `journal`.
-    pub fn new(config: MailboxConfig, journal: SqliteJournal, partitions: u32) -> Self {
+    pub fn new(config: MailboxConfig, journal: Journal, partitions: u32) -> Self {
         MailboxSink {
             config,
             journal,

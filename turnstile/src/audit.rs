@@ -12,13 +12,13 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::Context;
-use turnstile_journal::{outcome_json, SqliteJournal};
+use turnstile_journal::{outcome_json, Journal, JournalLocation};
 use turnstile_log::EmbeddedLog;
 use turnstile_processors::runtime::decode_record;
 use turnstile_processors::PartitionState;
 use turnstile_schemas::LogPosition;
 
-use crate::stack::{journal_path, log_dir};
+use crate::stack::log_dir;
 
 /// Records read from the log per step of the replay.
 const REPLAY_BATCH_RECORDS_MAX: usize = 8192;
@@ -79,11 +79,15 @@ impl fmt::Display for AuditReport {
     }
 }
 
-/// Audits the data directory of an embedded stack (which may be running).
-pub async fn audit_data_dir(data_dir: &Path) -> anyhow::Result<AuditReport> {
-    let journal = SqliteJournal::open_read_only(&journal_path(data_dir))
+/// Audits the log in a data directory against its journal (either may be in use).
+pub async fn audit_data_dir(
+    data_dir: &Path,
+    journal: &JournalLocation,
+) -> anyhow::Result<AuditReport> {
+    let location = journal;
+    let journal = Journal::open_read_only(location)
         .await
-        .with_context(|| format!("cannot open the journal in {}", data_dir.display()))?;
+        .with_context(|| format!("cannot open the journal ({location})"))?;
     let log = EmbeddedLog::open_read_only(&log_dir(data_dir))
         .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
     let report = audit(&journal, &log).await;
@@ -92,7 +96,7 @@ pub async fn audit_data_dir(data_dir: &Path) -> anyhow::Result<AuditReport> {
 }
 
 /// Audits a journal against the log it was decided from.
-pub async fn audit(journal: &SqliteJournal, log: &EmbeddedLog) -> anyhow::Result<AuditReport> {
+pub async fn audit(journal: &Journal, log: &EmbeddedLog) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport::default();
     for breach in journal.limit_breaches().await? {
         let who = breach
@@ -123,7 +127,7 @@ pub async fn audit(journal: &SqliteJournal, log: &EmbeddedLog) -> anyhow::Result
 }
 
 async fn replay_partition(
-    journal: &SqliteJournal,
+    journal: &Journal,
     log: &EmbeddedLog,
     partition: u32,
     decided_until: u64,

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use turnstile_journal::SqliteJournal;
+use turnstile_journal::Journal;
 use turnstile_schemas::Decision;
 
 use crate::loadgen::ClaimRace;
-use crate::stack::{journal_path, EmbeddedStack};
+use crate::stack::{default_journal, journal_path, EmbeddedStack};
 use crate::Tuning;
 
 /// The campaign the demo creates.
@@ -56,7 +56,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
-    let stack = EmbeddedStack::start(&args.tuning.stack_config(data_dir.clone(), listen)).await?;
+    let journal = default_journal(&data_dir);
+    let stack =
+        EmbeddedStack::start(&args.tuning.stack_config(data_dir.clone(), journal, listen)).await?;
     println!(
         "turnstile demo: {} users race for {} coupons over HTTP on {} ({} partitions, data in {})",
         args.users,
@@ -77,7 +79,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let report = run_as_separate_client(race).await?;
     stack.stop().await?;
 
-    let journal = SqliteJournal::open_read_only(&journal_path(&data_dir)).await?;
+    let journal = Journal::open_read_only(&default_journal(&data_dir)).await?;
     let issued = journal
         .campaigns()
         .await?
@@ -86,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map_or(0, |c| c.issued);
     let unconfirmed = confirm_grants(&journal, &report.counts.granted_keys).await?;
     journal.close().await;
-    let audit = crate::audit::audit_data_dir(&data_dir).await?;
+    let audit = crate::audit::audit_data_dir(&data_dir, &default_journal(&data_dir)).await?;
 
     let expected = u64::from(args.coupons).min(args.users);
     println!();
@@ -179,10 +181,7 @@ async fn create_campaign(addr: SocketAddr, coupons: u32) -> anyhow::Result<()> {
 }
 
 /// Counts 201 answers whose coupon the journal does not hold for that request.
-async fn confirm_grants(
-    journal: &SqliteJournal,
-    granted: &[(String, String)],
-) -> anyhow::Result<usize> {
+async fn confirm_grants(journal: &Journal, granted: &[(String, String)]) -> anyhow::Result<usize> {
     let mut unconfirmed = 0;
     for (request_id, coupon_id) in granted {
         let confirmed = matches!(

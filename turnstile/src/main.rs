@@ -16,13 +16,14 @@ mod loadgen;
 mod stack;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use turnstile_ingest::EdgeConfig;
+use turnstile_journal::JournalLocation;
 use turnstile_processors::runtime::ProcessorConfig;
 
 use crate::stack::{EmbeddedStack, StackConfig};
@@ -42,7 +43,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
-    /// Run the edge and the processors on the embedded log and SQLite journal.
+    /// Run the edge and the processors on the embedded log and SQLite journal (or a
+    /// PostgreSQL journal with --journal postgres://…).
     ///
     /// Prints `turnstile listening on http://ADDR` once recovery is done and requests are
     /// accepted. Stop with Ctrl-C; a restart resumes exactly where the journal left off.
@@ -71,6 +73,8 @@ enum Commands {
         /// The data directory to audit.
         #[arg(long, env = "TURNSTILE_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        journal: JournalArgs,
     },
     /// Write the JSON Schemas of the log envelope, outcomes, campaign spec and API errors.
     Schema {
@@ -90,7 +94,36 @@ struct ServeArgs {
     #[arg(long, env = "TURNSTILE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     #[command(flatten)]
+    journal: JournalArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// Where the journal is.
+#[derive(Debug, Clone, Args)]
+struct JournalArgs {
+    /// The journal: a PostgreSQL URL (postgres://user@host:5432/database; Aurora
+    /// PostgreSQL works too) or the path of a SQLite file. Default: journal.sqlite in the
+    /// data directory.
+    #[arg(
+        long = "journal",
+        env = "TURNSTILE_JOURNAL",
+        value_name = "URL_OR_PATH"
+    )]
+    location: Option<String>,
+    /// Schema of a PostgreSQL journal, created with its tables on first start. Several
+    /// independent deployments can share one database with a schema each.
+    #[arg(long, env = "TURNSTILE_JOURNAL_SCHEMA", default_value = "public")]
+    journal_schema: String,
+}
+
+impl JournalArgs {
+    fn location(&self, data_dir: &Path) -> JournalLocation {
+        match &self.location {
+            Some(location) => JournalLocation::parse(location, &self.journal_schema),
+            None => stack::default_journal(data_dir),
+        }
+    }
 }
 
 /// Settings shared by `serve` and `demo`.
@@ -108,9 +141,15 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    fn stack_config(&self, data_dir: PathBuf, listen: SocketAddr) -> StackConfig {
+    fn stack_config(
+        &self,
+        data_dir: PathBuf,
+        journal: JournalLocation,
+        listen: SocketAddr,
+    ) -> StackConfig {
         StackConfig {
             data_dir,
+            journal,
             partitions: self.partitions,
             listen,
             edge: EdgeConfig {
@@ -156,7 +195,10 @@ fn main() -> ExitCode {
 async fn run(command: Commands) -> anyhow::Result<ExitCode> {
     match command {
         Commands::Serve(args) => {
-            let config = args.tuning.stack_config(args.data_dir, args.listen);
+            let journal = args.journal.location(&args.data_dir);
+            let config = args
+                .tuning
+                .stack_config(args.data_dir, journal, args.listen);
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
             tokio::signal::ctrl_c()
@@ -168,8 +210,8 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         }
         Commands::Demo(args) => demo::run(args).await,
         Commands::Load(args) => load::run(args).await,
-        Commands::Audit { data_dir } => {
-            let report = audit::audit_data_dir(&data_dir).await?;
+        Commands::Audit { data_dir, journal } => {
+            let report = audit::audit_data_dir(&data_dir, &journal.location(&data_dir)).await?;
             print!("{report}");
             Ok(if report.passed() {
                 ExitCode::SUCCESS

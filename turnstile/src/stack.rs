@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
-use turnstile_journal::SqliteJournal;
+use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
 use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
 use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
@@ -17,8 +17,11 @@ use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 /// Where the embedded stack keeps its files and how it runs.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// Directory for the log (`log/`), the journal (`journal.sqlite`) and the mailbox (`mailbox/`).
+    /// Directory for the log (`log/`), the mailbox (`mailbox/`) and, by default, the
+    /// journal (`journal.sqlite`).
     pub data_dir: PathBuf,
+    /// The journal: [`default_journal`] of the data directory, or a PostgreSQL database.
+    pub journal: JournalLocation,
     /// Log partitions; fixed when the data directory is created.
     pub partitions: u32,
     /// HTTP address to listen on (port 0 picks a free port).
@@ -44,6 +47,11 @@ pub fn journal_path(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.sqlite")
 }
 
+/// The embedded default's journal: a SQLite file in the data directory.
+pub fn default_journal(data_dir: &Path) -> JournalLocation {
+    JournalLocation::Sqlite(journal_path(data_dir))
+}
+
 /// A running embedded stack.
 #[derive(Debug)]
 pub struct EmbeddedStack {
@@ -65,7 +73,7 @@ pub struct EmbeddedStack {
     /// with blocking calls, which must stall neither HTTP handlers nor the processors.
     sink_runtime: DedicatedRuntime,
     log: EmbeddedLog,
-    journal: SqliteJournal,
+    journal: Journal,
     /// Held for the stack's life: one writer per data directory.
     _lock: File,
 }
@@ -91,9 +99,9 @@ impl EmbeddedStack {
             config.partitions,
         ))
         .context("cannot open the embedded log")?;
-        let journal = SqliteJournal::open(&journal_path(&config.data_dir))
+        let journal = Journal::open(&config.journal)
             .await
-            .context("cannot open the journal")?;
+            .with_context(|| format!("cannot open the journal ({})", config.journal))?;
         let feed = Arc::new(OutcomeFeed::new(
             journal.campaigns().await?,
             journal.decided_requests().await?,
@@ -228,6 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = StackConfig {
             data_dir: dir.path().join("data"),
+            journal: default_journal(&dir.path().join("data")),
             partitions: 2,
             listen: "127.0.0.1:0".parse().unwrap(),
             edge: EdgeConfig::default(),

@@ -4,7 +4,9 @@
 //! a 202 was decided after all, no campaign is oversold, nobody holds two coupons, and the
 //! mailbox holds exactly one message per coupon.
 //!
-//! Rounds: 20 by default; `TURNSTILE_CRASH_ROUNDS=200` for a longer run.
+//! Run on the embedded default (SQLite journal) and with a PostgreSQL journal.
+//! Rounds: 20 (SQLite) and 8 (Postgres) by default; `TURNSTILE_CRASH_ROUNDS=200` for a
+//! longer run of both.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{client, create_campaign, temp_dir, Server};
+use common::{client, create_campaign, temp_dir, PostgresSchema, Server};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -37,10 +39,25 @@ type Answers = Arc<Mutex<HashMap<String, Vec<Answer>>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
-    let rounds: usize = std::env::var("TURNSTILE_CRASH_ROUNDS")
+    kill_rounds(rounds_or(20), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_a_postgres_journal_loses_nothing_acknowledged() {
+    let schema = PostgresSchema::new();
+    kill_rounds(rounds_or(8), &schema.journal_args()).await;
+}
+
+fn rounds_or(default: usize) -> usize {
+    std::env::var("TURNSTILE_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default)
+}
+
+/// `rounds` of claims under fire and a SIGKILL, then the checks. `journal_args` are added to
+/// every `turnstile serve` and `turnstile audit`.
+async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
     let (_dir, data) = temp_dir();
     let http = client();
     let answers: Answers = Arc::default();
@@ -49,7 +66,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let mut rounds_with_new_grants = 0;
     let mut issued_before = 0;
     for round in 0..rounds {
-        let server = Server::start(&data, &["--wait-budget-ms", "1000"]);
+        let server = Server::start(
+            &data,
+            &[journal_args, &["--wait-budget-ms", "1000"]].concat(),
+        );
         if round == 0 {
             create_campaign(
                 &http,
@@ -86,7 +106,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     }
 
     // Recover once more and check every acknowledged answer against the journal.
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, journal_args);
     if issued_count(&http, &server).await > issued_before {
         rounds_with_new_grants += 1;
     }
@@ -161,7 +181,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     assert_eq!(messages, issued, "{messages} messages for {issued} coupons");
     server.kill();
 
-    let (passed, report) = common::audit(&data);
+    let (passed, report) = common::audit(&data, journal_args);
     assert!(passed, "{report}");
     eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests, campaign {campaign}\n{report}");
 }

@@ -397,6 +397,6 @@ async fn a_restart_keeps_every_decision_and_the_audit_passes() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(second["decision"]["coupon"]["coupon_id"], "keep-2");
-    let (passed, report) = common::audit(&data);
+    let (passed, report) = common::audit(&data, &[]);
     assert!(passed, "{report}");
 }

@@ -62,11 +62,13 @@ impl Drop for Server {
     }
 }
 
-/// Runs `turnstile audit` on a data directory: (passed, output).
-pub fn audit(data_dir: &Path) -> (bool, String) {
+/// Runs `turnstile audit` on a data directory (`extra`: e.g. the journal's location):
+/// (passed, output).
+pub fn audit(data_dir: &Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_turnstile"))
         .args(["audit", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .output()
         .unwrap();
     let text = format!(
@@ -117,4 +119,57 @@ pub async fn create_campaign(
         status == 201 || status == 200,
         "create campaign {id}: {status} {text}"
     );
+}
+
+/// The PostgreSQL server the tests use, unless `TURNSTILE_TEST_POSTGRES_URL` names another.
+pub fn postgres_url() -> String {
+    std::env::var("TURNSTILE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A randomly named schema for one test's Postgres journal, so tests run in parallel on
+/// one database; dropped with its tables when this is dropped (also after a panic).
+pub struct PostgresSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PostgresSchema {
+    /// Fails the test with how to start PostgreSQL when it is not reachable.
+    pub fn new() -> Self {
+        let url = postgres_url();
+        let reachable = psql(&url, "SELECT 1");
+        assert!(
+            reachable,
+            "PostgreSQL is not reachable at {url}: start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+             (scripts/test.sh does), or point TURNSTILE_TEST_POSTGRES_URL at a server"
+        );
+        let name = format!("turnstile_test_{:016x}", rand::random::<u64>());
+        PostgresSchema { url, name }
+    }
+
+    /// The `turnstile serve`/`audit` arguments that put the journal in this schema.
+    pub fn journal_args(&self) -> [&str; 4] {
+        ["--journal", &self.url, "--journal-schema", &self.name]
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        psql(
+            &self.url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+/// Runs one SQL statement with `psql`; whether it succeeded.
+fn psql(url: &str, sql: &str) -> bool {
+    Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
