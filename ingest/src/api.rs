@@ -9,6 +9,7 @@
 //! | GET | `/v1/campaigns/{campaign_id}/requests/{request_id}` | a request's status |
 //! | GET | `/v1/users/{user_id}/coupons` | a user's coupons |
 //! | GET | `/healthz` | liveness |
+//! | GET, POST | `/v1/admin/…` | operator routes, see [`crate::admin`] |
 //!
 //! Every write needs an `Idempotency-Key` header: the request's id, scoped to its campaign.
 
@@ -53,6 +54,7 @@ pub fn router(edge: Edge) -> Router {
             get(request_status),
         )
         .route("/v1/users/{user_id}/coupons", get(user_coupons))
+        .merge(crate::admin::routes())
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
                 .fix("see the API table in the README")

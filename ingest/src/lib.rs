@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`api`]: the routes and their handlers (campaigns, claims, redeems, status, lookups).
+//! - [`admin`]: operator routes: list and replay dead letters.
 //! - [`feed`]: committed decisions fanned in to waiting callers and the campaign catalog.
 //! - [`error`]: every error answer, in the stable JSON shape.
 //!
@@ -9,6 +10,7 @@
 //! to the log — durably, before anything is answered — and then answered with its committed
 //! outcome if that arrives within the caller's wait budget, else with 202 and a status URL.
 
+pub mod admin;
 pub mod api;
 pub mod error;
 pub mod feed;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use turnstile_schemas::Outcome;
 
 use crate::{
-    BatchCommit, CampaignRow, CouponRow, Error, LimitBreach, PartitionLease, PostgresJournal,
-    SqliteJournal, StoredOutcome,
+    BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
+    PostgresJournal, SqliteJournal, StoredOutcome,
 };
 
 /// Where a journal lives.
@@ -149,8 +149,8 @@ impl Journal {
         on_backend!(self, j => j.limit_breaches().await)
     }
 
-    /// The dead letters of `partition`: `(offset, reason)`.
-    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
+    /// The dead letters of `partition`, in offset order.
+    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, Error> {
         on_backend!(self, j => j.dead_letters(partition).await)
     }
 

@@ -27,7 +27,7 @@ use crate::rows::{
     decision_status, outcome_json, parse_json, stored_time, CampaignRow, CouponRow, LimitBreach,
     Projections, StoredOutcome,
 };
-use crate::{BatchCommit, Error, PartitionLease};
+use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
 /// Migrations in order; `journal_migrations` records each one applied, in its transaction.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_journal.sql")];
@@ -330,9 +330,9 @@ impl PostgresJournal {
     }
 
     /// Dead letters of a partition, in log order: `(offset, reason)`.
-    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT log_offset, reason FROM dead_letters WHERE partition = $1
+    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, Error> {
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT log_offset, reason, payload FROM dead_letters WHERE partition = $1
              ORDER BY log_offset",
         )
         .bind(i64::from(partition))
@@ -340,7 +340,12 @@ impl PostgresJournal {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(offset, reason)| (offset as u64, reason))
+            .map(|(offset, reason, payload)| DeadLetter {
+                partition,
+                offset: offset as u64,
+                reason,
+                payload,
+            })
             .collect())
     }
 

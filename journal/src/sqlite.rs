@@ -19,7 +19,7 @@ use crate::rows::{
     decision_status, outcome_json, parse_json, parse_time, time_text, CampaignRow, CouponRow,
     LimitBreach, Projections, StoredOutcome,
 };
-use crate::{BatchCommit, Error, PartitionLease};
+use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
 const MIGRATIONS: &[&str] = &[
@@ -286,21 +286,23 @@ impl SqliteJournal {
     }
 
     /// Dead letters of a partition, in log order: `(offset, reason)`.
-    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
-        let rows = sqlx::query(
-            "SELECT log_offset, reason FROM dead_letters WHERE partition = ? ORDER BY log_offset",
+    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, Error> {
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT log_offset, reason, payload FROM dead_letters WHERE partition = ?
+             ORDER BY log_offset",
         )
         .bind(partition as i64)
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<i64, _>("log_offset")? as u64,
-                    row.try_get("reason")?,
-                ))
+        Ok(rows
+            .into_iter()
+            .map(|(offset, reason, payload)| DeadLetter {
+                partition,
+                offset: offset as u64,
+                reason,
+                payload,
             })
-            .collect()
+            .collect())
     }
 
     /// Up to `limit` outbox entries of a partition from log offset `from` on, in log order,

@@ -34,7 +34,7 @@ trait Journal {
     async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error>;
     async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error>;
     async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error>;
-    async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error>;
+    async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, Error>;
     async fn outbox_from(
         &self,
         partition: u32,
@@ -88,7 +88,7 @@ macro_rules! delegate_journal {
             async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error> {
                 <$backend>::limit_breaches(self).await
             }
-            async fn dead_letters(&self, partition: u32) -> Result<Vec<(u64, String)>, Error> {
+            async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, Error> {
                 <$backend>::dead_letters(self, partition).await
             }
             async fn outbox_from(
@@ -358,7 +358,7 @@ async fn batch_round_trips_through_every_lookup(journal: &impl Journal) {
 
     assert_eq!(
         journal.dead_letters(0).await.unwrap(),
-        [(5, "envelope version 9 is unknown".to_string())]
+        [dead_letter(0, 5, "envelope version 9 is unknown")]
     );
     assert_eq!(journal.dead_letters(1).await.unwrap(), []);
 

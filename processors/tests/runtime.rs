@@ -166,11 +166,17 @@ async fn poison_records_are_dead_lettered_and_the_partition_moves_on() {
     f.processor(here, &heard).await.catch_up().await.unwrap();
 
     let letters = f.journal.dead_letters(here).await.unwrap();
-    let offsets: Vec<u64> = letters.iter().map(|(offset, _)| *offset).collect();
+    let offsets: Vec<u64> = letters.iter().map(|letter| letter.offset).collect();
     assert_eq!(offsets, vec![1, 2, 3], "{letters:?}");
-    assert!(letters[0].1.contains("not a valid envelope"), "{letters:?}");
-    assert!(letters[1].1.contains("version 99"), "{letters:?}");
-    assert!(letters[2].1.contains("belongs to partition"), "{letters:?}");
+    assert!(
+        letters[0].reason.contains("not a valid envelope"),
+        "{letters:?}"
+    );
+    assert!(letters[1].reason.contains("version 99"), "{letters:?}");
+    assert!(
+        letters[2].reason.contains("belongs to partition"),
+        "{letters:?}"
+    );
     let decided = heard.taken();
     assert_eq!(decided.len(), 2);
     assert!(matches!(

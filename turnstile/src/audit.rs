@@ -146,7 +146,7 @@ async fn replay_partition(
         .dead_letters(partition)
         .await?
         .into_iter()
-        .map(|(offset, _)| offset)
+        .map(|letter| letter.offset)
         .collect();
     let mut stored = stored.into_iter().peekable();
     let mut state = PartitionState::new(partition);

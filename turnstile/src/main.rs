@@ -8,9 +8,11 @@
 //! - [`loadgen`]: the load generators and their shared HTTP client: the demo's closed-loop
 //!   race and the open loop of `turnstile load`.
 //! - [`audit`]: `turnstile audit`, the invariant checks and the replay of the log.
+//! - [`dlq`]: `turnstile dlq list|replay`, dead-lettered records through an edge.
 
 mod audit;
 mod demo;
+mod dlq;
 mod load;
 mod loadgen;
 mod stack;
@@ -76,6 +78,12 @@ enum Commands {
         #[command(flatten)]
         journal: JournalArgs,
     },
+    /// List dead-lettered log records, or replay one, through a running edge.
+    ///
+    /// A record that does not parse, has an unknown envelope version or sits on the wrong
+    /// partition is dead-lettered by its processor, which moves on. For example:
+    /// `turnstile dlq list`, then `turnstile dlq replay --partition 2 --offset 1041`.
+    Dlq(dlq::DlqArgs),
     /// Write the JSON Schemas of the log envelope, outcomes, campaign spec and API errors.
     Schema {
         /// Directory to write `*.schema.json` into (created if missing).
@@ -210,6 +218,7 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         }
         Commands::Demo(args) => demo::run(args).await,
         Commands::Load(args) => load::run(args).await,
+        Commands::Dlq(args) => dlq::run(args).await,
         Commands::Audit { data_dir, journal } => {
             let report = audit::audit_data_dir(&data_dir, &journal.location(&data_dir)).await?;
             print!("{report}");
