@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,17 +15,7 @@ const PARTITIONS: u32 = 4;
 
 /// Runs `turnstile dlq ARGS` against `server`: (succeeded, stdout + stderr).
 fn dlq(server: &Server, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_turnstile"))
-        .args(["dlq", "--target", &server.url("")])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    common::run_turnstile(&[&["dlq", "--target", &server.url("")], args].concat())
 }
 
 fn listed(server: &Server) -> Vec<Value> {

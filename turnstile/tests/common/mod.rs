@@ -65,10 +65,14 @@ impl Drop for Server {
 /// Runs `turnstile audit` on a data directory (`extra`: e.g. the journal's location):
 /// (passed, output).
 pub fn audit(data_dir: &Path, extra: &[&str]) -> (bool, String) {
+    let data_dir = data_dir.to_str().unwrap();
+    run_turnstile(&[&["audit", "--data-dir", data_dir], extra].concat())
+}
+
+/// Runs the `turnstile` binary to the end: (exited 0, stdout then stderr).
+pub fn run_turnstile(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_turnstile"))
-        .args(["audit", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
+        .args(args)
         .output()
         .unwrap();
     let text = format!(
