@@ -167,6 +167,27 @@ impl PartitionState {
         }
     }
 
+    /// The state of `partition` rebuilt from its journal's outcomes, in log order: what a
+    /// recovering processor starts from. Sizes each resource's tables first, so a
+    /// partition with a million decisions is not rehashed twenty times on the way.
+    pub fn restored(partition: u32, outcomes: &[Outcome]) -> Self {
+        let mut state = PartitionState::new(partition);
+        let mut decided_per_resource: HashMap<&str, usize> = HashMap::default();
+        for outcome in outcomes {
+            *decided_per_resource
+                .entry(outcome.resource_id.as_str())
+                .or_default() += 1;
+        }
+        for (resource_id, decided) in decided_per_resource {
+            let resource = state.resource_number(resource_id);
+            state.resources[resource as usize].decided.reserve(decided);
+        }
+        for outcome in outcomes {
+            state.restore(outcome);
+        }
+        state
+    }
+
     /// Re-applies a recorded outcome during recovery. Outcomes must come in log order.
     pub fn restore(&mut self, outcome: &Outcome) {
         self.assert_mine(outcome.position);

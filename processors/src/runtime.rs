@@ -122,10 +122,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 log_end,
             });
         }
-        let mut state = PartitionState::new(partition);
-        for outcome in journal.load_outcomes(partition).await? {
-            state.restore(&outcome);
-        }
+        let state = PartitionState::restored(partition, &journal.load_outcomes(partition).await?);
         tracing::info!(
             partition,
             epoch = lease.epoch,

@@ -171,10 +171,12 @@ impl CouponCampaign {
     /// Re-applies a recorded grant during recovery; grants must come in issue order.
     /// The expiry is taken as recorded, so an answer replayed later is the one first given.
     pub fn restore_grant(&mut self, coupon: &Coupon) -> Verdict {
-        let expected = format!("{}-{}", self.campaign_id, self.issued.len() + 1);
         assert_eq!(
-            coupon.coupon_id, expected,
-            "journal outcomes of a campaign must restore in issue order"
+            self.parse_sequence(&coupon.coupon_id),
+            Some(self.issued_count() + 1),
+            "journal outcomes of campaign {} must restore in issue order: {} came next",
+            self.campaign_id,
+            coupon.coupon_id
         );
         if self.expiries.last() != Some(&coupon.expires_at) {
             self.expiries.push(coupon.expires_at);
@@ -258,15 +260,20 @@ impl CouponCampaign {
     /// Only the canonical spelling names a coupon: `drop-01` or `drop-+1` is not `drop-1`
     /// (a loose parse would record a redeem of an id that was never issued).
     fn coupon_sequence(&self, coupon_id: &str) -> Option<u32> {
+        let sequence = self.parse_sequence(coupon_id)?;
+        (1..=self.issued_count())
+            .contains(&sequence)
+            .then_some(sequence)
+    }
+
+    /// The `n` of a canonically spelled `<campaign>-<n>`, issued or not.
+    fn parse_sequence(&self, coupon_id: &str) -> Option<u32> {
         let digits = coupon_id
             .strip_prefix(&*self.campaign_id)?
             .strip_prefix('-')?;
         if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let sequence = digits.parse::<u32>().ok()?;
-        (1..=self.issued_count())
-            .contains(&sequence)
-            .then_some(sequence)
+        digits.parse::<u32>().ok()
     }
 }
