@@ -38,8 +38,8 @@ pub(crate) const MESSAGE_BYTES_MAX: usize =
 /// How to reach the commands topic and how to batch against it.
 ///
 /// One config serves every client of this crate: [`crate::KafkaAppender`] (the edge),
-/// [`crate::KafkaPartitionReader`] (the processors) and [`crate::ensure_topic`] (setup).
-/// Each derives its own librdkafka properties from it.
+/// [`crate::KafkaPartitionReader`] and [`crate::KafkaGroupMember`] (the processors) and
+/// [`crate::ensure_topic`] (setup). Each derives its own librdkafka properties from it.
 #[derive(Debug, Clone)]
 pub struct KafkaLogConfig {
     /// Bootstrap brokers, `host:port` separated by commas (librdkafka's
@@ -295,6 +295,30 @@ impl KafkaLogConfig {
                 "queued.max.messages.kbytes",
                 kib_rounded_up(self.fetch_queue_bytes_max).to_string(),
             );
+        self.finish(config)
+    }
+
+    /// A group member's consumer: it joins the group but never reads records (its
+    /// partitions are paused as soon as they are assigned).
+    pub(crate) fn member_config(&self) -> ClientConfig {
+        let mut config = self.base("member");
+        config
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Cooperative rebalancing moves only the partitions that change owner, so a
+            // processor keeps (and does not recover again) the partitions it keeps.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                self.heartbeat_interval_ms.to_string(),
+            )
+            // Between an assignment and the pause that follows it librdkafka may start a
+            // fetch; starting at the end keeps that fetch empty.
+            .set("auto.offset.reset", "latest")
+            .set("queued.min.messages", "1")
+            .set("allow.auto.create.topics", "false");
         self.finish(config)
     }
 

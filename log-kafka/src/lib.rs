@@ -2,9 +2,8 @@
 //!
 //! The HTTP edge appends commands with [`KafkaAppender`] and acknowledges a request only
 //! once the append returned: every in-sync replica then has the record. Processors read
-//! their partitions with [`KafkaPartitionReader`] from the offset their journal names.
-//! (Sharing the partitions between processes through a consumer group comes next.)
-//! Records are placed
+//! their partitions with [`KafkaPartitionReader`] from the offset their journal names, and
+//! share the partitions between processes through [`KafkaGroupMember`]. Records are placed
 //! with the same [`turnstile_log::partition_for`] as in the embedded log, so a resource
 //! lives on the same partition number in either backend.
 //!
@@ -17,6 +16,8 @@
 //! - `appender.rs` — [`KafkaAppender`] and [`Record`]: acknowledged appends.
 //! - `reader.rs` — [`KafkaPartitionReader`] and [`KafkaRecord`]: offset-exact reads of one
 //!   partition.
+//! - `group.rs` — [`KafkaGroupMember`], [`GroupEvent`], [`GroupHandle`]: consumer-group
+//!   membership, and what a processor must do on each assignment change.
 //! - `error.rs` — the crate's [`Error`] and the one function deciding which librdkafka
 //!   errors are retriable.
 //!
@@ -39,6 +40,7 @@
 mod appender;
 mod config;
 mod error;
+mod group;
 mod reader;
 mod topic;
 
@@ -51,6 +53,7 @@ pub use crate::config::{
     SESSION_TIMEOUT_MS_DEFAULT,
 };
 pub use crate::error::Error;
+pub use crate::group::{GroupEvent, GroupHandle, KafkaGroupMember, GROUP_EVENT_QUEUE_MAX};
 pub use crate::reader::{KafkaPartitionReader, KafkaRecord, RecordHeader};
 pub use crate::topic::{ensure_topic, TopicSetup};
 

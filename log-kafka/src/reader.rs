@@ -67,8 +67,8 @@ impl KafkaRecord {
 ///
 /// The reader assigns itself the partition directly (no group membership, no stored
 /// offsets): the position always comes from the caller, who takes it from the journal.
-/// Which process may read which partition is decided elsewhere (by consumer-group
-/// membership and the journal's epoch); a reader alone fences nothing.
+/// Which process may read which partition is decided elsewhere ([`crate::KafkaGroupMember`]
+/// and the journal's epoch); a reader alone fences nothing.
 ///
 /// Each reader is its own librdkafka consumer (a few threads and up to
 /// `fetch_queue_bytes_max` of prefetched records).

@@ -15,17 +15,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
 use turnstile_log::partition_for;
 use turnstile_log_kafka::{
-    ensure_topic, Error, KafkaAppender, KafkaLogConfig, KafkaPartitionReader, KafkaRecord, Record,
-    TopicSetup,
+    ensure_topic, Error, GroupEvent, GroupHandle, KafkaAppender, KafkaGroupMember, KafkaLogConfig,
+    KafkaPartitionReader, KafkaRecord, Record, TopicSetup,
 };
 
 type Mock = MockCluster<'static, DefaultProducerContext>;
@@ -447,4 +451,180 @@ async fn ensure_topic_on_the_mock_reports_that_creation_is_unsupported() {
         ensure_topic(&config).await.unwrap_err(),
         Error::PartitionCountMismatch { existing: 3, .. }
     ));
+}
+
+/// A group member under test: its events, its handle, its shutdown and its task.
+struct Member {
+    events: mpsc::Receiver<GroupEvent>,
+    held: BTreeSet<u32>,
+    revoked: Vec<u32>,
+    handle: GroupHandle,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Drop for Member {
+    /// A failing test must not leave the member serving a dropped mock cluster forever
+    /// (the runtime waits for its blocking thread).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Member {
+    fn start(config: &KafkaLogConfig, name: &str) -> Member {
+        let mut config = config.clone();
+        config.client_id = format!("{}-{name}", config.client_id);
+        let (member, events) = KafkaGroupMember::new(&config).unwrap();
+        let handle = member.handle();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(member.run(shutdown_rx));
+        Member {
+            events,
+            held: BTreeSet::new(),
+            revoked: Vec::new(),
+            handle,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    fn apply(&mut self, event: GroupEvent) {
+        match event {
+            GroupEvent::Assigned(partitions) => {
+                for partition in partitions {
+                    assert!(self.held.insert(partition), "assigned {partition} twice");
+                }
+            }
+            GroupEvent::Revoked(partitions) => {
+                for partition in partitions {
+                    assert!(
+                        self.held.remove(&partition),
+                        "revoked {partition}, which was not held"
+                    );
+                    self.revoked.push(partition);
+                }
+            }
+        }
+    }
+
+    /// Leaves the group: applies events until the channel closes, then checks that `run`
+    /// ended cleanly.
+    async fn leave(&mut self) {
+        self.shutdown.send(true).unwrap();
+        self.until(|_| false).await;
+        let task = self.task.take().unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    /// Applies events until `done` holds, for at most 20 s. Returns false if the channel
+    /// closed first.
+    async fn until(&mut self, done: impl Fn(&Member) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => self.apply(event),
+                Ok(None) => return done(self),
+                Err(_) => panic!("timed out; holding {:?}", self.held),
+            }
+        }
+        true
+    }
+}
+
+#[tokio::test]
+async fn two_members_split_the_partitions_and_the_survivor_takes_them_all() {
+    let partitions = 4;
+    let all: BTreeSet<u32> = (0..partitions).collect();
+    let (_cluster, config) = mock(partitions);
+
+    let mut a = Member::start(&config, "a");
+    a.until(|m| m.held == all).await;
+    assert_eq!(a.handle.assigned(), all.iter().copied().collect::<Vec<_>>());
+
+    let mut b = Member::start(&config, "b");
+    // Apply both members' events until the partitions are split between them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let split = !a.held.is_empty()
+            && !b.held.is_empty()
+            && a.held.is_disjoint(&b.held)
+            && a.held.union(&b.held).copied().collect::<BTreeSet<_>>() == all;
+        if split {
+            break;
+        }
+        tokio::select! {
+            Some(event) = a.events.recv() => a.apply(event),
+            Some(event) = b.events.recv() => b.apply(event),
+            () = tokio::time::sleep_until(deadline) => {
+                panic!("no split: a holds {:?}, b holds {:?}", a.held, b.held)
+            }
+        }
+    }
+    // Cooperative rebalancing: A gave up only what B took.
+    let b_share = b.held.clone();
+    assert_eq!(a.revoked.iter().copied().collect::<BTreeSet<_>>(), b_share);
+
+    // B leaves: it sees its partitions revoked and its channel close; A gets them.
+    b.leave().await;
+    assert!(b.held.is_empty(), "b still holds {:?}", b.held);
+    assert!(b_share.iter().all(|p| b.revoked.contains(p)));
+
+    a.until(|m| m.held == all).await;
+    assert_eq!(a.handle.assigned(), all.iter().copied().collect::<Vec<_>>());
+
+    a.leave().await;
+    assert!(a.held.is_empty());
+}
+
+#[tokio::test]
+async fn lag_offsets_are_committed_through_the_member() {
+    let (_cluster, config) = mock(2);
+    let mut a = Member::start(&config, "a");
+    a.until(|m| m.held.len() == 2).await;
+
+    a.handle.commit_offset(0, 7);
+    a.handle.commit_offset(1, 3);
+    a.handle.commit_offset(1, 4); // the latest request per partition wins
+
+    // What a lag tool sees: the group's committed offsets, read by a client outside the
+    // group. (rdkafka 0.39 does not report the results of asynchronous commits back to
+    // the member, fede1024/rust-rdkafka#856, so the stored offsets are the evidence.)
+    let outsider: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .create()
+        .unwrap();
+    let topic = config.topic.clone();
+    let (committed, refused) = tokio::task::spawn_blocking(move || {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&topic, 0);
+        list.add_partition(&topic, 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let committed = loop {
+            let committed = outsider
+                .committed_offsets(list.clone(), Duration::from_secs(5))
+                .unwrap();
+            let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
+            if offsets == [Offset::Offset(7), Offset::Offset(4)] || Instant::now() > deadline {
+                break offsets;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // Why commits go through the member: a client outside the group's current
+        // generation may not commit for a group with live members (Kafka answers
+        // UNKNOWN_MEMBER_ID, and so does the mock).
+        let mut attempt = TopicPartitionList::new();
+        attempt
+            .add_partition_offset(&topic, 0, Offset::Offset(99))
+            .unwrap();
+        let refused = outsider.commit(&attempt, CommitMode::Sync);
+        (committed, refused)
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed, [Offset::Offset(7), Offset::Offset(4)]);
+    assert!(refused.is_err(), "an outsider's commit was accepted");
+
+    a.leave().await;
 }
