@@ -5,6 +5,7 @@
 //! - [`partition`]: one partition's state — every resource it owns plus the decision of
 //!   each request — and `apply`, the single entry point for decisions.
 //! - [`text_table`]: the compact string-keyed table that state is kept in.
+//! - [`kafka_group`]: processors for the partitions a Kafka consumer group assigns.
 //! - [`runtime`]: the imperative shell: read a batch from the log, decide it, commit it to
 //!   the journal in one transaction, tell listeners; fence and recover on start.
 //!
@@ -12,6 +13,7 @@
 //! randomness. Replaying the same log yields byte-identical outcomes (invariant 6).
 
 pub mod coupon;
+pub mod kafka_group;
 pub mod partition;
 pub mod runtime;
 pub mod text_table;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use turnstile_journal::{BatchCommit, DeadLetter, Journal, PartitionLease};
 use turnstile_log::{partition_for, EmbeddedLog, LogRecord};
+use turnstile_log_kafka::{GroupHandle, KafkaPartitionReader};
 use turnstile_schemas::{Envelope, LogPosition, Outcome};
 
 use crate::partition::PartitionState;
@@ -69,6 +70,9 @@ pub enum Error {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] turnstile_log::Error),
+    /// The Kafka log failed.
+    #[error(transparent)]
+    Kafka(#[from] turnstile_log_kafka::Error),
     /// The journal has decided further than the log holds: the log lost acknowledged
     /// records. Never continue from here; it needs an operator.
     #[error("partition {partition}: the journal has decided up to offset {journal_offset} but the log ends at {log_end}; the log lost records")]
@@ -88,6 +92,7 @@ impl Error {
         match self {
             Error::Journal(e) => e.is_retriable(),
             Error::Log(e) => e.is_retriable(),
+            Error::Kafka(e) => e.is_retriable(),
             Error::LogBehindJournal { .. } => false,
         }
     }
@@ -98,7 +103,7 @@ impl Error {
 pub struct PartitionProcessor<L: DecisionListener> {
     lease: PartitionLease,
     state: PartitionState,
-    log: EmbeddedLog,
+    reader: PartitionReader,
     journal: Journal,
     listener: Arc<L>,
     config: ProcessorConfig,
@@ -108,13 +113,33 @@ impl<L: DecisionListener> PartitionProcessor<L> {
     /// Takes `partition` (fencing any earlier owner) and restores its state.
     pub async fn recover(
         partition: u32,
-        log: EmbeddedLog,
+        reader: PartitionReader,
         journal: Journal,
         listener: Arc<L>,
         config: ProcessorConfig,
     ) -> Result<Self, Error> {
-        let lease = journal.acquire(partition).await?;
-        let log_end = log.end_offset(partition);
+        let mut processor = PartitionProcessor {
+            lease: PartitionLease {
+                partition,
+                epoch: 0,
+                next_offset: 0,
+            },
+            state: PartitionState::new(partition),
+            reader,
+            journal,
+            listener,
+            config,
+        };
+        processor.retake().await?;
+        Ok(processor)
+    }
+
+    /// Takes the partition (again) and reloads state from the journal, discarding memory
+    /// that may be ahead of it (after a failed commit).
+    pub async fn retake(&mut self) -> Result<(), Error> {
+        let partition = self.lease.partition;
+        let lease = self.journal.acquire(partition).await?;
+        let log_end = self.reader.end_offset(partition).await?;
         if lease.next_offset > log_end {
             return Err(Error::LogBehindJournal {
                 partition,
@@ -122,47 +147,31 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 log_end,
             });
         }
-        let state = PartitionState::restored(partition, &journal.load_outcomes(partition).await?);
+        self.state =
+            PartitionState::restored(partition, &self.journal.load_outcomes(partition).await?);
+        self.lease = lease;
         tracing::info!(
             partition,
             epoch = lease.epoch,
             next_offset = lease.next_offset,
-            decided = state.decided_count(),
+            decided = self.state.decided_count(),
             "partition recovered"
         );
-        Ok(PartitionProcessor {
-            lease,
-            state,
-            log,
-            journal,
-            listener,
-            config,
-        })
-    }
-
-    /// Takes the partition again and reloads state from the journal, discarding memory that
-    /// may be ahead of it (after a failed commit).
-    pub async fn retake(&mut self) -> Result<(), Error> {
-        *self = Self::recover(
-            self.lease.partition,
-            self.log.clone(),
-            self.journal.clone(),
-            self.listener.clone(),
-            self.config.clone(),
-        )
-        .await?;
         Ok(())
     }
 
     /// Decides everything on the log up to its end as of this call.
     pub async fn catch_up(&mut self) -> Result<(), Error> {
-        let end = self.log.end_offset(self.lease.partition);
+        let end = self.reader.end_offset(self.lease.partition).await?;
         while self.lease.next_offset < end {
-            let records = self.log.read_now(
-                self.lease.partition,
-                self.lease.next_offset,
-                self.config.batch_commands_max,
-            )?;
+            let records = self
+                .reader
+                .read_available(
+                    self.lease.partition,
+                    self.lease.next_offset,
+                    self.config.batch_commands_max,
+                )
+                .await?;
             self.process(&records).await?;
         }
         Ok(())
@@ -172,7 +181,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
     pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         loop {
             let records = self
-                .log
+                .reader
                 .read(
                     self.lease.partition,
                     self.lease.next_offset,
@@ -209,7 +218,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 partition,
                 offset: record.offset,
             };
-            match decode_record(record, partition, self.log.partitions()) {
+            match decode_record(record, partition, self.reader.partitions()) {
                 Ok(envelope) => {
                     let applied = self.state.apply(&envelope, delivery);
                     let outcome = Arc::new(self.state.outcome(applied.decision));
@@ -240,7 +249,104 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         );
         self.lease.next_offset = batch.next_offset;
         self.listener.committed(&decided);
+        self.reader.committed(partition, batch.next_offset);
         Ok(())
+    }
+}
+
+/// Where a partition processor reads its records.
+#[derive(Debug)]
+pub enum PartitionReader {
+    /// The embedded log, which holds every partition in this process.
+    Embedded(EmbeddedLog),
+    /// One partition of a Kafka topic.
+    Kafka {
+        /// The partition's reader, positioned by each read.
+        reader: KafkaPartitionReader,
+        /// The topic's partition count, for the placement check.
+        partitions: u32,
+        /// The consumer-group membership to commit lag offsets through, if any.
+        group: Option<GroupHandle>,
+    },
+}
+
+/// How long one Kafka read waits for records before checking for shutdown again.
+const KAFKA_READ_WAIT_MS: u64 = 100;
+
+impl PartitionReader {
+    fn partitions(&self) -> u32 {
+        match self {
+            PartitionReader::Embedded(log) => log.partitions(),
+            PartitionReader::Kafka { partitions, .. } => *partitions,
+        }
+    }
+
+    async fn end_offset(&self, partition: u32) -> Result<u64, Error> {
+        Ok(match self {
+            PartitionReader::Embedded(log) => log.end_offset(partition),
+            PartitionReader::Kafka { reader, .. } => reader.end_offset().await?,
+        })
+    }
+
+    /// Records from `from` that are on the log now (at least one if `from` is before its
+    /// end), without waiting for new ones.
+    async fn read_available(
+        &mut self,
+        partition: u32,
+        from: u64,
+        records_max: usize,
+    ) -> Result<Vec<LogRecord>, Error> {
+        match self {
+            PartitionReader::Embedded(log) => Ok(log.read_now(partition, from, records_max)?),
+            PartitionReader::Kafka { reader, .. } => Ok(reader
+                .read(from, records_max, KAFKA_READ_WAIT_MS)
+                .await?
+                .into_iter()
+                .map(|record| record.into_log_record())
+                .collect()),
+        }
+    }
+
+    /// Records from `from`, waiting until there are some; empty once `shutdown` is true.
+    async fn read(
+        &mut self,
+        partition: u32,
+        from: u64,
+        records_max: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<LogRecord>, Error> {
+        let reader = match self {
+            PartitionReader::Embedded(log) => {
+                return Ok(log.read(partition, from, records_max, shutdown).await?)
+            }
+            PartitionReader::Kafka { reader, .. } => reader,
+        };
+        while !*shutdown.borrow() {
+            // A Kafka read is cancel-safe: dropping it for shutdown loses no record.
+            let records = tokio::select! {
+                records = reader.read(from, records_max, KAFKA_READ_WAIT_MS) => records?,
+                changed = shutdown.changed() => match changed {
+                    Ok(()) => continue,
+                    // The sender is gone: nobody can stop us any more, so stop now.
+                    Err(_) => break,
+                },
+            };
+            if !records.is_empty() {
+                return Ok(records.into_iter().map(|r| r.into_log_record()).collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// After a journal commit: on Kafka, record the progress for lag tools (never read
+    /// back; the journal's offset is the truth).
+    fn committed(&self, partition: u32, next_offset: u64) {
+        if let PartitionReader::Kafka {
+            group: Some(group), ..
+        } = self
+        {
+            group.commit_offset(partition, next_offset);
+        }
     }
 }
 
@@ -283,7 +389,7 @@ impl ProcessorGroup {
         for partition in 0..log.partitions() {
             let mut processor = PartitionProcessor::recover(
                 partition,
-                log.clone(),
+                PartitionReader::Embedded(log.clone()),
                 journal.clone(),
                 listener.clone(),
                 config.clone(),
@@ -308,7 +414,8 @@ impl ProcessorGroup {
     }
 }
 
-async fn supervise<L: DecisionListener>(
+/// Runs `processor` until `shutdown`, re-taking its partition after retriable failures.
+pub(crate) async fn supervise<L: DecisionListener>(
     mut processor: PartitionProcessor<L>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {

@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{partition_for, EmbeddedLog, EmbeddedLogConfig};
 use turnstile_processors::runtime::{
-    Decided, DecisionListener, Error, PartitionProcessor, ProcessorConfig,
+    Decided, DecisionListener, Error, PartitionProcessor, PartitionReader, ProcessorConfig,
 };
 use turnstile_schemas::{
     CampaignSpec, Command, CouponCommand, Decision, Envelope, ENVELOPE_VERSION,
@@ -88,7 +88,7 @@ impl Fixture {
     ) -> PartitionProcessor<Recorder> {
         PartitionProcessor::recover(
             partition,
-            self.log.clone(),
+            PartitionReader::Embedded(self.log.clone()),
             self.journal.clone(),
             listener.clone(),
             ProcessorConfig::default(),
