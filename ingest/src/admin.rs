@@ -73,7 +73,7 @@ async fn replay(
     };
     let appended = edge
         .log
-        .append(target, letter.payload.clone())
+        .append(target, letter.payload.clone(), None)
         .await
         .map_err(|e| Failure::unavailable(format!("the log refused the replay: {e}")))?;
     tracing::info!(

@@ -111,10 +111,7 @@ async fn create_campaign(
 
 async fn campaign(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {
     let Path(campaign_id) = path?;
-    let view = edge
-        .feed
-        .campaign(&campaign_id)
-        .ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    let view = edge.campaign(&campaign_id).await?;
     let issued = view.issued();
     Ok(Json(json!({
         "campaign_id": campaign_id,
@@ -134,10 +131,7 @@ async fn claim(
 ) -> Answer {
     let Path(campaign_id) = path?;
     let (request_id, user_id) = user_write(&headers, body)?;
-    let view = edge
-        .feed
-        .campaign(&campaign_id)
-        .ok_or_else(|| Failure::unknown_campaign(&campaign_id))?;
+    let view = edge.campaign(&campaign_id).await?;
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
         // its recorded outcome (a winner retrying must see the win, not "sold out"); the
@@ -181,9 +175,7 @@ async fn redeem(
     let Path((campaign_id, coupon_id)) = path?;
     let (request_id, user_id) = user_write(&headers, body)?;
     validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
-    if edge.feed.campaign(&campaign_id).is_none() {
-        return Err(Failure::unknown_campaign(&campaign_id));
-    }
+    edge.campaign(&campaign_id).await?;
     let command = CouponCommand::Redeem { coupon_id };
     submit(&edge, &headers, request_id, campaign_id, user_id, command).await
 }
@@ -300,7 +292,15 @@ async fn submit(
     let decided = edge
         .feed
         .wait_for(&envelope.resource_id, &envelope.request_id);
-    let offset = match edge.log.append(partition, envelope.to_log_bytes()).await {
+    let appended = edge
+        .log
+        .append(
+            partition,
+            envelope.to_log_bytes(),
+            envelope.traceparent.clone(),
+        )
+        .await;
+    let offset = match appended {
         Ok(offset) => offset,
         Err(e) => {
             edge.feed

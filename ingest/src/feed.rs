@@ -94,6 +94,24 @@ impl OutcomeFeed {
         sets.get(resource_id).is_some_and(|set| set.contains(&hash))
     }
 
+    /// Adds a campaign found in the journal (created through another process) to the
+    /// catalog; the campaign as the catalog then holds it.
+    pub fn learn_campaign(&self, row: CampaignRow) -> Arc<CampaignView> {
+        let mut campaigns = self
+            .campaigns
+            .write()
+            .expect("catalog lock is never poisoned");
+        campaigns
+            .entry(row.campaign_id)
+            .or_insert_with(|| {
+                Arc::new(CampaignView {
+                    spec: row.spec,
+                    issued: AtomicU32::new(row.issued),
+                })
+            })
+            .clone()
+    }
+
     /// The campaign, if it exists.
     pub fn campaign(&self, campaign_id: &str) -> Option<Arc<CampaignView>> {
         self.campaigns

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`api`]: the routes and their handlers (campaigns, claims, redeems, status, lookups).
 //! - [`admin`]: operator routes: list and replay dead letters.
+//! - [`command_log`]: where writes go — the embedded log or a Kafka topic.
 //! - [`feed`]: committed decisions fanned in to waiting callers and the campaign catalog.
 //! - [`error`]: every error answer, in the stable JSON shape.
 //!
@@ -12,6 +13,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod command_log;
 pub mod error;
 pub mod feed;
 
@@ -19,12 +21,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use command_log::CommandLog;
+pub use feed::OutcomeFeed;
+
+use crate::error::Failure;
+use crate::feed::CampaignView;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use turnstile_journal::Journal;
-use turnstile_log::EmbeddedLog;
-
-pub use feed::OutcomeFeed;
 
 /// How the edge answers.
 #[derive(Debug, Clone)]
@@ -49,7 +53,7 @@ impl Default for EdgeConfig {
 #[derive(Debug, Clone)]
 pub struct Edge {
     config: Arc<EdgeConfig>,
-    log: EmbeddedLog,
+    log: CommandLog,
     journal: Journal,
     feed: Arc<OutcomeFeed>,
 }
@@ -58,7 +62,7 @@ impl Edge {
     /// An edge writing to `log`, reading lookups from `journal`, hearing decisions on `feed`.
     pub fn new(
         config: EdgeConfig,
-        log: EmbeddedLog,
+        log: CommandLog,
         journal: Journal,
         feed: Arc<OutcomeFeed>,
     ) -> Self {
@@ -83,6 +87,23 @@ impl Edge {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             })
             .await
+    }
+
+    /// The campaign, from the catalog, or from the journal when another process decided
+    /// its creation (the catalog hears only this process's processors).
+    async fn campaign(&self, campaign_id: &str) -> Result<Arc<CampaignView>, Failure> {
+        if let Some(view) = self.feed.campaign(campaign_id) {
+            return Ok(view);
+        }
+        match self
+            .journal
+            .campaign(campaign_id)
+            .await
+            .map_err(Failure::unavailable)?
+        {
+            Some(row) => Ok(self.feed.learn_campaign(row)),
+            None => Err(Failure::unknown_campaign(campaign_id)),
+        }
     }
 
     fn wait_budget(&self) -> Duration {

@@ -134,6 +134,11 @@ impl Journal {
         on_backend!(self, j => j.decided_requests().await)
     }
 
+    /// One campaign, with its coupons issued so far.
+    pub async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error> {
+        on_backend!(self, j => j.campaign(campaign_id).await)
+    }
+
     /// Every campaign.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
         on_backend!(self, j => j.campaigns().await)

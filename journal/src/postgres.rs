@@ -257,6 +257,27 @@ impl PostgresJournal {
         )
     }
 
+    /// One campaign with its issued count.
+    pub async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error> {
+        let row: Option<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT c.campaign_id, c.partition, c.spec,
+                    (SELECT count(*) FROM coupons k WHERE k.campaign_id = c.campaign_id)
+             FROM campaigns c WHERE c.campaign_id = $1",
+        )
+        .bind(campaign_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(campaign_id, partition, spec, issued)| {
+            Ok(CampaignRow {
+                campaign_id,
+                partition: partition as u32,
+                spec: parse_json(&spec)?,
+                issued: issued as u32,
+            })
+        })
+        .transpose()
+    }
+
     /// Every campaign with its issued count.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
         // One pass over the coupons for all campaigns, not one per campaign.

@@ -31,6 +31,7 @@ trait Journal {
     async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error>;
     async fn outcome(&self, resource_id: &str, request_id: &str) -> Result<Option<Outcome>, Error>;
     async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error>;
+    async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error>;
     async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error>;
     async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error>;
     async fn limit_breaches(&self) -> Result<Vec<LimitBreach>, Error>;
@@ -78,6 +79,9 @@ macro_rules! delegate_journal {
             }
             async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error> {
                 <$backend>::decided_requests(self).await
+            }
+            async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error> {
+                <$backend>::campaign(self, campaign_id).await
             }
             async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
                 <$backend>::campaigns(self).await
@@ -331,15 +335,18 @@ async fn batch_round_trips_through_every_lookup(journal: &impl Journal) {
     expected.sort();
     assert_eq!(decided, expected);
 
+    let drop = CampaignRow {
+        campaign_id: "drop".into(),
+        partition: 0,
+        spec: spec(2, 1),
+        issued: 2,
+    };
     assert_eq!(
         journal.campaigns().await.unwrap(),
-        [CampaignRow {
-            campaign_id: "drop".into(),
-            partition: 0,
-            spec: spec(2, 1),
-            issued: 2,
-        }]
+        std::slice::from_ref(&drop)
     );
+    assert_eq!(journal.campaign("drop").await.unwrap(), Some(drop));
+    assert_eq!(journal.campaign("nope").await.unwrap(), None);
     let alice = journal.coupons_of_user("alice").await.unwrap();
     assert_eq!(
         alice,

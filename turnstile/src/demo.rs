@@ -57,8 +57,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
     let journal = default_journal(&data_dir);
-    let stack =
-        EmbeddedStack::start(&args.tuning.stack_config(data_dir.clone(), journal, listen)).await?;
+    let stack = EmbeddedStack::start(&args.tuning.stack_config(
+        data_dir.clone(),
+        journal,
+        None,
+        listen,
+    ))
+    .await?;
     println!(
         "turnstile demo: {} users race for {} coupons over HTTP on {} ({} partitions, data in {})",
         args.users,

@@ -26,6 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use turnstile_ingest::EdgeConfig;
 use turnstile_journal::JournalLocation;
+use turnstile_log_kafka::KafkaLogConfig;
 use turnstile_processors::runtime::ProcessorConfig;
 
 use crate::stack::{EmbeddedStack, StackConfig};
@@ -49,7 +50,8 @@ enum Commands {
     /// PostgreSQL journal with --journal postgres://…).
     ///
     /// Prints `turnstile listening on http://ADDR` once recovery is done and requests are
-    /// accepted. Stop with Ctrl-C; a restart resumes exactly where the journal left off.
+    /// accepted. Stop with Ctrl-C or SIGTERM; a restart resumes exactly where the journal
+    /// left off.
     Serve(ServeArgs),
     /// Run a whole flash sale on loopback and print a report with the invariant audit.
     ///
@@ -104,7 +106,56 @@ struct ServeArgs {
     #[command(flatten)]
     journal: JournalArgs,
     #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// Where the log is, when it is Kafka rather than the embedded log.
+#[derive(Debug, Clone, Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,host:port). Given, commands go to a Kafka topic
+    /// instead of the embedded log, and this process's processors join a consumer group:
+    /// run several `turnstile serve` with the same topic and group to share the work.
+    #[arg(long, env = "TURNSTILE_KAFKA_BROKERS", value_name = "HOST:PORT,…")]
+    kafka_brokers: Option<String>,
+    /// The commands topic; created with --partitions partitions if missing, refused if it
+    /// exists with another partition count.
+    #[arg(
+        long,
+        env = "TURNSTILE_KAFKA_TOPIC",
+        default_value = "turnstile-commands"
+    )]
+    kafka_topic: String,
+    /// The processors' consumer group.
+    #[arg(
+        long,
+        env = "TURNSTILE_KAFKA_GROUP",
+        default_value = "turnstile-processors"
+    )]
+    kafka_group: String,
+    /// How long the group waits for a silent processor before giving its partitions to
+    /// the others: the longest stall after a crash.
+    #[arg(
+        long,
+        env = "TURNSTILE_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = turnstile_log_kafka::SESSION_TIMEOUT_MS_DEFAULT
+    )]
+    kafka_session_timeout_ms: u64,
+}
+
+impl KafkaArgs {
+    fn config(&self, partitions: u32) -> Option<KafkaLogConfig> {
+        let brokers = self.kafka_brokers.as_ref()?;
+        let mut config = KafkaLogConfig::new(brokers.clone(), self.kafka_topic.clone(), partitions);
+        config.group_id = self.kafka_group.clone();
+        config.session_timeout_ms = self.kafka_session_timeout_ms;
+        // librdkafka requires heartbeats well inside the session.
+        config.heartbeat_interval_ms = config
+            .heartbeat_interval_ms
+            .min(self.kafka_session_timeout_ms / 3);
+        Some(config)
+    }
 }
 
 /// Where the journal is.
@@ -153,11 +204,13 @@ impl Tuning {
         &self,
         data_dir: PathBuf,
         journal: JournalLocation,
+        kafka: Option<KafkaLogConfig>,
         listen: SocketAddr,
     ) -> StackConfig {
         StackConfig {
             data_dir,
             journal,
+            kafka,
             partitions: self.partitions,
             listen,
             edge: EdgeConfig {
@@ -170,6 +223,19 @@ impl Tuning {
             },
         }
     }
+}
+
+/// Waits for Ctrl-C or SIGTERM (what service managers and Kubernetes send): both stop
+/// gracefully, so a processor leaves its consumer group at once instead of holding its
+/// partitions until its session times out.
+async fn stop_requested() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot wait for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -204,14 +270,13 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
     match command {
         Commands::Serve(args) => {
             let journal = args.journal.location(&args.data_dir);
+            let kafka = args.kafka.config(args.tuning.partitions);
             let config = args
                 .tuning
-                .stack_config(args.data_dir, journal, args.listen);
+                .stack_config(args.data_dir, journal, kafka, args.listen);
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
-            tokio::signal::ctrl_c()
-                .await
-                .context("cannot wait for Ctrl-C")?;
+            stop_requested().await?;
             eprintln!("shutting down: finishing in-flight requests");
             stack.stop().await?;
             Ok(ExitCode::SUCCESS)

@@ -1,4 +1,6 @@
-//! The embedded stack: log, journal, processors and edge in one process, no servers.
+//! The stack in one process: log, journal, processors, sinks and edge. On the embedded
+//! default it needs no servers; with a Kafka log its processors join a consumer group,
+//! so several such processes share the topic's partitions.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -8,9 +10,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
+use turnstile_ingest::{CommandLog, Edge, EdgeConfig, OutcomeFeed};
 use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
+use turnstile_log_kafka::{ensure_topic, KafkaAppender, KafkaLogConfig};
+use turnstile_processors::kafka_group::run_group_member;
 use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
 use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 
@@ -22,6 +26,8 @@ pub struct StackConfig {
     pub data_dir: PathBuf,
     /// The journal: [`default_journal`] of the data directory, or a PostgreSQL database.
     pub journal: JournalLocation,
+    /// The log: the embedded one in the data directory (`None`), or a Kafka topic.
+    pub kafka: Option<KafkaLogConfig>,
     /// Log partitions; fixed when the data directory is created.
     pub partitions: u32,
     /// HTTP address to listen on (port 0 picks a free port).
@@ -72,7 +78,7 @@ pub struct EmbeddedStack {
     /// The sinks run on a thread of their own too: the mailbox creates a file per message
     /// with blocking calls, which must stall neither HTTP handlers nor the processors.
     sink_runtime: DedicatedRuntime,
-    log: EmbeddedLog,
+    log: CommandLog,
     journal: Journal,
     /// Held for the stack's life: one writer per data directory.
     _lock: File,
@@ -94,11 +100,6 @@ impl EmbeddedStack {
                 config.data_dir.display()
             );
         }
-        let log = EmbeddedLog::open(EmbeddedLogConfig::new(
-            log_dir(&config.data_dir),
-            config.partitions,
-        ))
-        .context("cannot open the embedded log")?;
         let journal = Journal::open(&config.journal)
             .await
             .with_context(|| format!("cannot open the journal ({})", config.journal))?;
@@ -108,19 +109,45 @@ impl EmbeddedStack {
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let processor_runtime = DedicatedRuntime::start("turnstile-processors")?;
-        let processors = ProcessorGroup::start(
-            log.clone(),
-            journal.clone(),
-            feed.clone(),
-            config.processor.clone(),
-            shutdown_rx.clone(),
-        );
-        let processors = processor_runtime
-            .spawn(processors)
-            .await
-            .context("recovering the partitions panicked")?
-            .context("cannot recover the partitions")?;
-        let processors = OwnedTask(processor_runtime.spawn(processors.join()));
+        let (log, processors) = match &config.kafka {
+            None => {
+                let log = EmbeddedLog::open(EmbeddedLogConfig::new(
+                    log_dir(&config.data_dir),
+                    config.partitions,
+                ))
+                .context("cannot open the embedded log")?;
+                let processors = ProcessorGroup::start(
+                    log.clone(),
+                    journal.clone(),
+                    feed.clone(),
+                    config.processor.clone(),
+                    shutdown_rx.clone(),
+                );
+                let processors = processor_runtime
+                    .spawn(processors)
+                    .await
+                    .context("recovering the partitions panicked")?
+                    .context("cannot recover the partitions")?;
+                let processors = OwnedTask(processor_runtime.spawn(processors.join()));
+                (CommandLog::Embedded(log), processors)
+            }
+            Some(kafka) => {
+                ensure_topic(kafka).await.with_context(|| {
+                    format!("cannot set up topic {} on {}", kafka.topic, kafka.brokers)
+                })?;
+                let appender = KafkaAppender::new(kafka).context("cannot start the producer")?;
+                // Partitions are processed as the consumer group assigns them, so requests
+                // are accepted before every partition has caught up (rule 16 is a SHOULD).
+                let processors = OwnedTask(processor_runtime.spawn(run_group_member(
+                    kafka.clone(),
+                    journal.clone(),
+                    feed.clone(),
+                    config.processor.clone(),
+                    shutdown_rx.clone(),
+                )));
+                (CommandLog::Kafka(appender), processors)
+            }
+        };
         let mailbox = MailboxSink::new(
             MailboxConfig::new(mailbox_dir(&config.data_dir)),
             journal.clone(),
@@ -165,7 +192,10 @@ impl EmbeddedStack {
             .context("the mailbox sink panicked")?;
         drop(self.processor_runtime);
         drop(self.sink_runtime);
-        self.log.close().await?;
+        match self.log {
+            CommandLog::Embedded(log) => log.close().await?,
+            CommandLog::Kafka(appender) => appender.close().await?,
+        }
         self.journal.close().await;
         Ok(())
     }
@@ -237,6 +267,7 @@ mod tests {
         let config = StackConfig {
             data_dir: dir.path().join("data"),
             journal: default_journal(&dir.path().join("data")),
+            kafka: None,
             partitions: 2,
             listen: "127.0.0.1:0".parse().unwrap(),
             edge: EdgeConfig::default(),

