@@ -5,8 +5,8 @@
 //! would silently lose answers and catalog updates. A stream keeps the last
 //! `stream_entries_max` entries: a subscriber that reconnects reads on from the last entry
 //! it saw and misses nothing, unless it was away for longer than the stream holds or Redis
-//! itself restarted empty. Those two cases are detected (`XINFO STREAM`'s
-//! `max-deleted-entry-id`, the server's `run_id`) and counted in
+//! itself restarted empty. Those two cases are detected (`XINFO STREAM`'s `entries-added`
+//! against what was read, the server's `run_id`) and counted in
 //! [`SubscriberStatus::gaps`], so the edge can reload its catalog from the journal; the
 //! callers whose answers were lost already got 202 and read the journal.
 //!
@@ -62,21 +62,23 @@ impl SubscriberHandle {
 }
 
 /// Reads the outcome stream into `L`; see the module docs.
-pub struct OutcomeSubscriber<L: DecisionListener> {
+pub struct OutcomeSubscriber {
     config: RedisConfig,
     keys: Keys,
     client: redis::Client,
-    listener: Arc<L>,
     connection: Option<MultiplexedConnection>,
     /// The id of the last entry delivered (or the stream's end when started): `XREAD`
     /// continues after it.
     last_id: String,
+    /// How many entries the stream had ever been given up to `last_id`. More trimmed
+    /// entries than that (`entries-added - length`) means some were never read.
+    entries_through_last_id: u64,
     /// The server's `run_id` when last connected: a new one means Redis restarted.
     run_id: String,
     status: watch::Sender<SubscriberStatus>,
 }
 
-impl<L: DecisionListener> std::fmt::Debug for OutcomeSubscriber<L> {
+impl std::fmt::Debug for OutcomeSubscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutcomeSubscriber")
             .field("stream", &self.keys.outcomes())
@@ -85,48 +87,43 @@ impl<L: DecisionListener> std::fmt::Debug for OutcomeSubscriber<L> {
     }
 }
 
-impl<L: DecisionListener> OutcomeSubscriber<L> {
+impl OutcomeSubscriber {
     /// Connects and notes where the stream ends now: every entry published after this
     /// returns is delivered by [`run`](Self::run). Start it *before* loading what the
     /// listener starts with from the journal, so that nothing committed in between is
     /// missed (what is seen twice is absorbed).
-    pub async fn start(
-        config: &RedisConfig,
-        listener: Arc<L>,
-    ) -> Result<(SubscriberHandle, Self), Error> {
+    pub async fn start(config: &RedisConfig) -> Result<(SubscriberHandle, Self), Error> {
         config.validate()?;
         let (status, status_rx) = watch::channel(SubscriberStatus::default());
         let mut subscriber = OutcomeSubscriber {
             config: config.clone(),
             keys: Keys::new(&config.namespace),
             client: config.client()?,
-            listener,
             connection: None,
             last_id: "0-0".into(),
+            entries_through_last_id: 0,
             run_id: String::new(),
             status,
         };
         let mut connection = subscriber.connect().await?;
         subscriber.run_id = run_id(&mut connection).await?;
-        let newest: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(subscriber.keys.outcomes())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut connection)
-            .await?;
-        if let Some(entry) = newest.ids.first() {
-            subscriber.last_id = entry.id.clone();
+        // One command, so the id and the count describe the same moment.
+        if let Some(info) = subscriber.stream_info(&mut connection).await? {
+            subscriber.last_id = info.last_generated_id;
+            subscriber.entries_through_last_id = info.entries_added;
         }
         subscriber.connection = Some(connection);
         subscriber.status.send_modify(|s| s.connected = true);
         Ok((SubscriberHandle { status: status_rx }, subscriber))
     }
 
-    /// Delivers entries as they come until `shutdown` turns true, reconnecting with
-    /// backoff whenever Redis goes away.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Delivers entries to `listener` as they come until `shutdown` turns true,
+    /// reconnecting with backoff whenever Redis goes away.
+    pub async fn run<L: DecisionListener>(
+        mut self,
+        listener: Arc<L>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Backoff::new(&self.config);
         loop {
             if *shutdown.borrow() {
@@ -145,7 +142,7 @@ impl<L: DecisionListener> OutcomeSubscriber<L> {
             }
             tokio::select! {
                 read = self.read() => match read {
-                    Ok(entries) => self.deliver(entries),
+                    Ok(entries) => self.deliver(entries, listener.as_ref()),
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the outcome stream; reconnecting");
                         self.connection = None;
@@ -191,6 +188,7 @@ impl<L: DecisionListener> OutcomeSubscriber<L> {
             // below ours (another clock). Read the new stream from its start.
             tracing::warn!("Redis restarted; outcomes published before the restart may be lost");
             self.last_id = "0-0".into();
+            self.entries_through_last_id = 0;
             true
         } else {
             self.trimmed_past_us(&mut connection).await?
@@ -205,30 +203,65 @@ impl<L: DecisionListener> OutcomeSubscriber<L> {
         Ok(())
     }
 
-    /// Whether the stream dropped an entry newer than the last one delivered.
+    /// Whether the stream dropped an entry newer than the last one delivered. Trimming
+    /// removes the oldest entries first, so that happened exactly when more entries were
+    /// trimmed than had been added up to the last one delivered.
     async fn trimmed_past_us(
         &mut self,
         connection: &mut MultiplexedConnection,
     ) -> Result<bool, Error> {
-        let info: Result<Value, _> = redis::cmd("XINFO")
+        match self.stream_info(connection).await? {
+            Some(info) => {
+                let trimmed = info.entries_added.saturating_sub(info.length);
+                Ok(trimmed > self.entries_through_last_id)
+            }
+            None => {
+                // No stream at all: it was deleted under us. Read whatever comes next
+                // from its start.
+                let gone = self.entries_through_last_id > 0;
+                self.last_id = "0-0".into();
+                self.entries_through_last_id = 0;
+                Ok(gone)
+            }
+        }
+    }
+
+    /// `XINFO STREAM`, or `None` when there is no stream yet.
+    async fn stream_info(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<Option<StreamInfo>, Error> {
+        let info: Value = match redis::cmd("XINFO")
             .arg("STREAM")
             .arg(self.keys.outcomes())
             .query_async(connection)
-            .await;
-        let info = match info {
+            .await
+        {
             Ok(info) => info,
-            // No stream at all: it was deleted under us. Read whatever comes from the start.
             Err(e)
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
             {
-                let gone = self.last_id != "0-0";
-                self.last_id = "0-0".into();
-                return Ok(gone);
+                return Ok(None)
             }
             Err(e) => return Err(e.into()),
         };
-        let deleted = map_field(&info, "max-deleted-entry-id").unwrap_or_else(|| "0-0".into());
-        Ok(stream_id(&deleted) > stream_id(&self.last_id))
+        let field = |name: &str| {
+            map_field(&info, name).ok_or_else(|| {
+                Error::Malformed(format!(
+                    "XINFO STREAM has no {name} (Redis 7 or later is needed)"
+                ))
+            })
+        };
+        let number = |name: &str| -> Result<u64, Error> {
+            field(name)?
+                .parse()
+                .map_err(|e| Error::Malformed(format!("XINFO STREAM {name}: {e}")))
+        };
+        Ok(Some(StreamInfo {
+            last_generated_id: field("last-generated-id")?,
+            entries_added: number("entries-added")?,
+            length: number("length")?,
+        }))
     }
 
     async fn read(&mut self) -> Result<Vec<redis::streams::StreamId>, Error> {
@@ -253,11 +286,16 @@ impl<L: DecisionListener> OutcomeSubscriber<L> {
             .collect())
     }
 
-    fn deliver(&mut self, entries: Vec<redis::streams::StreamId>) {
+    fn deliver<L: DecisionListener>(
+        &mut self,
+        entries: Vec<redis::streams::StreamId>,
+        listener: &L,
+    ) {
         let Some(last) = entries.last() else {
             return;
         };
         self.last_id = last.id.clone();
+        self.entries_through_last_id += entries.len() as u64;
         let mut decided = Vec::with_capacity(entries.len());
         let mut malformed = 0;
         for entry in &entries {
@@ -269,12 +307,20 @@ impl<L: DecisionListener> OutcomeSubscriber<L> {
                 }
             }
         }
-        self.listener.committed(&decided);
+        listener.committed(&decided);
         self.status.send_modify(|s| {
             s.delivered += decided.len() as u64;
             s.malformed += malformed;
         });
     }
+}
+
+/// What `XINFO STREAM` says that the subscriber needs.
+#[derive(Debug)]
+struct StreamInfo {
+    last_generated_id: String,
+    entries_added: u64,
+    length: u64,
 }
 
 /// A stream entry as the publisher wrote it: `d` the delivery's position, `o` the outcome.
@@ -306,13 +352,6 @@ fn parse_position(text: &str) -> Option<LogPosition> {
         partition: partition.parse().ok()?,
         offset: offset.parse().ok()?,
     })
-}
-
-/// A stream id `<ms>-<seq>` as a comparable pair; anything else sorts first.
-fn stream_id(id: &str) -> (u64, u64) {
-    id.split_once('-')
-        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
-        .unwrap_or((0, 0))
 }
 
 /// A field of a reply that is a map (RESP3) or a flat list of name/value pairs (RESP2).
@@ -348,7 +387,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_and_stream_ids_parse() {
+    fn positions_parse() {
         assert_eq!(
             parse_position("3-1200"),
             Some(LogPosition {
@@ -357,9 +396,6 @@ mod tests {
             })
         );
         assert_eq!(parse_position("3"), None);
-        assert!(stream_id("1700000000000-2") > stream_id("1700000000000-1"));
-        assert!(stream_id("1700000000001-0") > stream_id("1700000000000-9"));
-        assert_eq!(stream_id("0-0"), (0, 0));
     }
 
     #[test]
