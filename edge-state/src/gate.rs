@@ -9,7 +9,8 @@
 //!   the batch that sold out, so every grant's key is in the set by then);
 //! - the partition's progress has no `gap` (every batch since offset 0 was applied);
 //! - the set still has as many members as were ever added (`decided`; it was not expired
-//!   or evicted on its own).
+//!   or evicted on its own), and the hash has the `capacity` only a creation sets (it was
+//!   not lost and recreated by a later batch).
 //!
 //! Otherwise the answer is [`GateAnswer::Unknown`] and the edge reads the journal, as it
 //! would without Redis. A Redis error is also `Unknown`: the gate only ever saves reads.

@@ -427,6 +427,27 @@ async fn the_gate_stops_trusting_redis_when_it_may_not_know_everything() {
         GateAnswer::NeverDecided
     );
 
+    // The hash was lost and recreated by a later batch: no creation, no trust.
+    let _: () = redis::cmd("HDEL")
+        .arg(keys.campaign("gap"))
+        .arg("capacity")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(
+        gate.check("gap", "anyone").await.unwrap(),
+        GateAnswer::Unknown
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(keys.campaign("gap"))
+        .arg("capacity")
+        .arg(1)
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(
+        gate.check("gap", "anyone").await.unwrap(),
+        GateAnswer::NeverDecided
+    );
+
     // A batch was committed but never published (offsets 2..4): the partition has a hole,
     // and nothing later makes Redis trustworthy for it again.
     commit(&f.publisher, 4, &[sold_out("gap", "after-the-hole", 4)]);

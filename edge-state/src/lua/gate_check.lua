@@ -4,10 +4,12 @@
 -- {1, 1, outcome JSON} when the replay cache holds its outcome.
 --
 -- KEYS: campaign hash, decided set, replay key. ARGV: request hash, partition key prefix.
-local campaign = redis.call('HMGET', KEYS[1], 'sold_out', 'decided', 'partition')
+local campaign = redis.call('HMGET', KEYS[1], 'sold_out', 'decided', 'partition', 'capacity')
 -- Trust needs Redis's own sold_out flag: it is set in the same script run as the keys of
 -- the batch that sold out, whereas an edge may learn "sold out" first (from the journal).
-if campaign[1] ~= '1' or not campaign[2] or not campaign[3] then
+-- And a capacity: only a creation sets it, so a hash that vanished (deleted, evicted) and
+-- was recreated by a later batch, knowing only that batch's keys, is not trusted.
+if campaign[1] ~= '1' or not campaign[2] or not campaign[3] or not campaign[4] then
   return {0}
 end
 local progress = redis.call('HMGET', ARGV[2] .. campaign[3], 'next_offset', 'gap')
