@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use turnstile_edge_state::EdgeStateConfig;
 use turnstile_ingest::EdgeConfig;
 use turnstile_journal::JournalLocation;
 use turnstile_processors::runtime::ProcessorConfig;
@@ -95,6 +96,20 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     journal: JournalArgs,
+    /// Where the edges keep the state they share (sold-out gate, outcome fan-in):
+    /// `in-process`, or a Redis URL (redis://127.0.0.1:6379) to go through Redis exactly as
+    /// separate edge and processor processes would. Redis must be running.
+    #[arg(
+        long,
+        env = "TURNSTILE_EDGE_STATE",
+        default_value = "in-process",
+        value_name = "in-process|REDIS_URL"
+    )]
+    edge_state: EdgeStateConfig,
+    /// Prefix of every Redis key and the outcome stream's name, so that several
+    /// deployments can share one Redis.
+    #[arg(long, env = "TURNSTILE_REDIS_NAMESPACE", default_value = "turnstile")]
+    redis_namespace: String,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -160,6 +175,7 @@ impl Tuning {
                 batch_commands_max: self.batch_commands_max,
                 ..ProcessorConfig::default()
             },
+            edge_state: EdgeStateConfig::InProcess,
         }
     }
 }
@@ -196,9 +212,17 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
     match command {
         Commands::Serve(args) => {
             let journal = args.journal.location(&args.data_dir);
-            let config = args
+            let mut config = args
                 .tuning
                 .stack_config(args.data_dir, journal, args.listen);
+            config.edge_state = match args.edge_state {
+                EdgeStateConfig::Redis(redis) => {
+                    let redis = redis.with_namespace(args.redis_namespace);
+                    redis.validate()?;
+                    EdgeStateConfig::Redis(redis)
+                }
+                in_process => in_process,
+            };
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
             tokio::signal::ctrl_c()

@@ -1,4 +1,10 @@
 //! The embedded stack: log, journal, processors and edge in one process, no servers.
+//!
+//! With `--edge-state redis://…` the same process also goes through Redis, exactly as
+//! separate edge and processor processes would: the processors publish to Redis instead
+//! of telling the edge's feed directly, and the edge hears every decision back from the
+//! outcome stream and asks Redis's sold-out gate. That proves the path end to end in one
+//! process; splitting it means running the publisher half and the edge half apart.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -8,10 +14,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use turnstile_edge_state::{EdgeStateConfig, Publisher, RedisConfig};
+use turnstile_ingest::shared_state::RedisEdgeState;
 use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
 use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
-use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
+use turnstile_processors::runtime::{DecisionListener, ProcessorConfig, ProcessorGroup};
 use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 
 /// Where the embedded stack keeps its files and how it runs.
@@ -30,6 +38,8 @@ pub struct StackConfig {
     pub edge: EdgeConfig,
     /// The processors' settings.
     pub processor: ProcessorConfig,
+    /// Where the edge state lives: in process (the default) or in Redis.
+    pub edge_state: EdgeStateConfig,
 }
 
 /// Paths inside a data directory.
@@ -61,7 +71,12 @@ pub struct EmbeddedStack {
     edge_shutdown: watch::Sender<bool>,
     /// Stops the processors and the mailbox sink.
     shutdown: watch::Sender<bool>,
+    /// Stops the Redis publisher and subscriber, after the processors: the publisher
+    /// drains what the processors' last batches queued.
+    redis_shutdown: watch::Sender<bool>,
     edge: OwnedTask<std::io::Result<()>>,
+    /// The Redis publisher and subscriber, when the edge state is in Redis.
+    redis_tasks: Vec<OwnedTask<()>>,
     mailbox: OwnedTask<()>,
     processors: OwnedTask<Result<(), turnstile_processors::runtime::Error>>,
     /// The processors run on their own runtime: a commit is several hops to the journal's
@@ -102,25 +117,59 @@ impl EmbeddedStack {
         let journal = Journal::open(&config.journal)
             .await
             .with_context(|| format!("cannot open the journal ({})", config.journal))?;
-        let feed = Arc::new(OutcomeFeed::new(
-            journal.campaigns().await?,
-            journal.decided_requests().await?,
-        ));
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (redis_shutdown, redis_shutdown_rx) = watch::channel(false);
         let processor_runtime = DedicatedRuntime::start("turnstile-processors")?;
-        let processors = ProcessorGroup::start(
-            log.clone(),
-            journal.clone(),
-            feed.clone(),
-            config.processor.clone(),
-            shutdown_rx.clone(),
-        );
-        let processors = processor_runtime
-            .spawn(processors)
-            .await
-            .context("recovering the partitions panicked")?
-            .context("cannot recover the partitions")?;
-        let processors = OwnedTask(processor_runtime.spawn(processors.join()));
+        let mut redis_tasks = Vec::new();
+        let (feed, processors, redis_gate) = match &config.edge_state {
+            EdgeStateConfig::InProcess => {
+                let feed = Arc::new(OutcomeFeed::new(
+                    journal.campaigns().await?,
+                    journal.decided_requests().await?,
+                ));
+                let processors = start_processors(
+                    &processor_runtime,
+                    config,
+                    &log,
+                    &journal,
+                    feed.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (feed, processors, None)
+            }
+            EdgeStateConfig::Redis(redis) => {
+                // The edge half first: it marks where the outcome stream ends before the
+                // feed is loaded from the journal, so no decision falls in between.
+                let edge_state = RedisEdgeState::connect(redis)
+                    .await
+                    .with_context(|| redis_context(redis))?;
+                let gate = edge_state.gate();
+                // The gate is in Redis: the feed needs no decided keys of its own.
+                let feed = Arc::new(OutcomeFeed::new(journal.campaigns().await?, Vec::new()));
+                redis_tasks.push(OwnedTask(tokio::spawn(edge_state.run(
+                    feed.clone(),
+                    journal.clone(),
+                    redis_shutdown_rx.clone(),
+                ))));
+                // The processor half, running before recovery so that what recovery
+                // decides is published too.
+                let (publisher, service) = Publisher::build(redis)
+                    .await
+                    .with_context(|| redis_context(redis))?;
+                redis_tasks.push(OwnedTask(tokio::spawn(service.run(redis_shutdown_rx))));
+                let processors = start_processors(
+                    &processor_runtime,
+                    config,
+                    &log,
+                    &journal,
+                    Arc::new(publisher),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (feed, processors, Some(gate))
+            }
+        };
         let mailbox = MailboxSink::new(
             MailboxConfig::new(mailbox_dir(&config.data_dir)),
             journal.clone(),
@@ -130,14 +179,19 @@ impl EmbeddedStack {
         let mailbox = OwnedTask(sink_runtime.spawn(mailbox.run(shutdown_rx.clone())));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
+        let mut edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
+        if let Some(gate) = redis_gate {
+            edge = edge.with_redis_gate(gate);
+        }
         let (edge_shutdown, edge_shutdown_rx) = watch::channel(false);
         let edge = OwnedTask(tokio::spawn(edge.serve(listener, edge_shutdown_rx)));
         Ok(EmbeddedStack {
             addr,
             edge_shutdown,
             shutdown,
+            redis_shutdown,
             edge,
+            redis_tasks,
             mailbox,
             processors,
             processor_runtime,
@@ -163,12 +217,47 @@ impl EmbeddedStack {
             .join()
             .await
             .context("the mailbox sink panicked")?;
+        let _ = self.redis_shutdown.send(true);
+        for task in self.redis_tasks {
+            task.join()
+                .await
+                .context("the Redis publisher or subscriber panicked")?;
+        }
         drop(self.processor_runtime);
         drop(self.sink_runtime);
         self.log.close().await?;
         self.journal.close().await;
         Ok(())
     }
+}
+
+/// Recovers every partition on the processors' runtime, deciding what is already on the
+/// log, and starts the processors, telling `listener` of every commit.
+async fn start_processors<L: DecisionListener>(
+    runtime: &DedicatedRuntime,
+    config: &StackConfig,
+    log: &EmbeddedLog,
+    journal: &Journal,
+    listener: Arc<L>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<OwnedTask<Result<(), turnstile_processors::runtime::Error>>> {
+    let processors = ProcessorGroup::start(
+        log.clone(),
+        journal.clone(),
+        listener,
+        config.processor.clone(),
+        shutdown,
+    );
+    let processors = runtime
+        .spawn(processors)
+        .await
+        .context("recovering the partitions panicked")?
+        .context("cannot recover the partitions")?;
+    Ok(OwnedTask(runtime.spawn(processors.join())))
+}
+
+fn redis_context(redis: &RedisConfig) -> String {
+    format!("cannot use the Redis edge state at {}", redis.url)
 }
 
 /// A task that ends with its owner: dropped (on an early error, or a stack dropped
@@ -241,6 +330,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             edge: EdgeConfig::default(),
             processor: ProcessorConfig::default(),
+            edge_state: EdgeStateConfig::InProcess,
         };
         let stack = EmbeddedStack::start(&config).await.unwrap();
         drop(stack);
