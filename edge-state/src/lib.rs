@@ -44,7 +44,7 @@ pub use turnstile_processors::runtime::DecisionListener;
 
 pub use gate::{GateAnswer, RedisGate};
 pub use keys::Keys;
-pub use publisher::{Publisher, PublisherHandle};
+pub use publisher::{CampaignSeed, PartitionSeed, Publisher, PublisherHandle};
 pub use subscriber::{OutcomeSubscriber, SubscriberHandle, SubscriberStatus};
 
 /// How to start Redis when it is not running; said by every "cannot connect" error.

@@ -292,6 +292,124 @@ impl Publisher {
     }
 }
 
+/// What the journal says about one partition, to rebuild its gate state in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSeed {
+    /// The partition.
+    pub partition: u32,
+    /// The journal's next offset for it: everything before is decided.
+    pub next_offset: u64,
+    /// Its campaigns.
+    pub campaigns: Vec<CampaignSeed>,
+}
+
+/// One campaign of a [`PartitionSeed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSeed {
+    /// Its id.
+    pub campaign_id: String,
+    /// Coupons it has.
+    pub capacity: u32,
+    /// Coupons issued.
+    pub issued: u32,
+    /// Every request id decided on it.
+    pub request_ids: Vec<String>,
+}
+
+impl Publisher {
+    /// The partitions (of `(partition, journal next_offset)`) whose gate state in Redis
+    /// does not match the journal: a hole in what was published (a gap), or progress
+    /// other than the journal's (Redis restarted empty, or it is a new namespace on an old
+    /// data directory). Their gate reads the journal until they are [`reseed`]ed.
+    ///
+    /// [`reseed`]: Self::reseed
+    pub async fn stale_partitions(&mut self, partitions: &[(u32, u64)]) -> Result<Vec<u32>, Error> {
+        let mut stale = Vec::new();
+        for &(partition, next_offset) in partitions {
+            let (known, gap): (Option<u64>, Option<u8>) = redis::cmd("HMGET")
+                .arg(self.keys.partition(partition))
+                .arg("next_offset")
+                .arg("gap")
+                .query_async(&mut self.connection)
+                .await?;
+            let matches = gap.is_none() && known.unwrap_or(0) == next_offset;
+            if !matches {
+                stale.push(partition);
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Rebuilds the gate state of these partitions from the journal. Only the partition's
+    /// single writer may do this, before it publishes anything: a batch published while a
+    /// reseed runs could be overwritten. Edges reading meanwhile see the old gap (it is
+    /// cleared last) and keep reading the journal.
+    pub async fn reseed(&mut self, seeds: &[PartitionSeed]) -> Result<(), Error> {
+        const MEMBERS_PER_SADD_MAX: usize = 10_000;
+        for seed in seeds {
+            let progress = self.keys.partition(seed.partition);
+            // Untrusted while rebuilding, whatever was there.
+            redis::cmd("HSET")
+                .arg(&progress)
+                .arg("gap")
+                .arg(1)
+                .query_async::<()>(&mut self.connection)
+                .await?;
+            for campaign in &seed.campaigns {
+                let hash = self.keys.campaign(&campaign.campaign_id);
+                let decided = self.keys.decided(&campaign.campaign_id);
+                let mut members: Vec<[u8; 8]> = campaign
+                    .request_ids
+                    .iter()
+                    .map(|r| request_hash(r))
+                    .collect();
+                members.sort_unstable();
+                members.dedup();
+                let mut pipe = redis::pipe();
+                pipe.del(&hash).ignore().del(&decided).ignore();
+                for chunk in members.chunks(MEMBERS_PER_SADD_MAX) {
+                    let chunk: Vec<&[u8]> = chunk.iter().map(|m| &m[..]).collect();
+                    pipe.sadd(&decided, chunk).ignore();
+                }
+                pipe.cmd("HSET")
+                    .arg(&hash)
+                    .arg("partition")
+                    .arg(seed.partition)
+                    .arg("capacity")
+                    .arg(campaign.capacity)
+                    .arg("issued")
+                    .arg(campaign.issued)
+                    .arg("decided")
+                    .arg(members.len())
+                    .ignore();
+                if campaign.issued >= campaign.capacity {
+                    pipe.hset(&hash, "sold_out", 1).ignore();
+                }
+                if !members.is_empty() {
+                    pipe.expire(&decided, self.config.decided_ttl_s as i64)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut self.connection).await?;
+            }
+            redis::pipe()
+                .atomic()
+                .hset(&progress, "next_offset", seed.next_offset)
+                .ignore()
+                .hdel(&progress, "gap")
+                .ignore()
+                .query_async::<()>(&mut self.connection)
+                .await?;
+            tracing::info!(
+                partition = seed.partition,
+                next_offset = seed.next_offset,
+                campaigns = seed.campaigns.len(),
+                "rebuilt the partition's sold-out gate in Redis from the journal"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What one batch tells the gate about one campaign.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct CampaignSummary {

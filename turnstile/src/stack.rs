@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use turnstile_edge_state::{EdgeStateConfig, Publisher, RedisConfig};
+use turnstile_edge_state::{CampaignSeed, EdgeStateConfig, PartitionSeed, Publisher, RedisConfig};
 use turnstile_ingest::shared_state::RedisEdgeState;
 use turnstile_ingest::{Edge, EdgeConfig, OutcomeFeed};
 use turnstile_journal::{Journal, JournalLocation};
@@ -154,7 +154,10 @@ impl EmbeddedStack {
                 ))));
                 // The processor half, running before recovery so that what recovery
                 // decides is published too.
-                let (publisher, service) = Publisher::build(redis)
+                let (publisher, mut service) = Publisher::build(redis)
+                    .await
+                    .with_context(|| redis_context(redis))?;
+                reseed_stale_partitions(&mut service, &journal, log.partitions())
                     .await
                     .with_context(|| redis_context(redis))?;
                 redis_tasks.push(OwnedTask(tokio::spawn(service.run(redis_shutdown_rx))));
@@ -254,6 +257,57 @@ async fn start_processors<L: DecisionListener>(
         .context("recovering the partitions panicked")?
         .context("cannot recover the partitions")?;
     Ok(OwnedTask(runtime.spawn(processors.join())))
+}
+
+/// Rebuilds, from the journal, Redis's gate state of every partition whose published
+/// progress does not match the journal's (Redis restarted empty, a publish was lost, or the
+/// edge state just moved to Redis). Safe here and only here: this process holds the data
+/// directory's lock, so it is every partition's only writer, and its processors have not
+/// started. Without it those partitions' gate would read the journal for good.
+async fn reseed_stale_partitions(
+    publisher: &mut Publisher,
+    journal: &Journal,
+    partitions: u32,
+) -> anyhow::Result<()> {
+    let leases = journal.partitions().await?;
+    let offsets: Vec<(u32, u64)> = (0..partitions)
+        .map(|partition| {
+            let next_offset = leases
+                .iter()
+                .find(|lease| lease.partition == partition)
+                .map_or(0, |lease| lease.next_offset);
+            (partition, next_offset)
+        })
+        .collect();
+    let stale = publisher.stale_partitions(&offsets).await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut requests: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (resource_id, request_id) in journal.decided_requests().await? {
+        requests.entry(resource_id).or_default().push(request_id);
+    }
+    let campaigns = journal.campaigns().await?;
+    let seeds: Vec<PartitionSeed> = offsets
+        .iter()
+        .filter(|(partition, _)| stale.contains(partition))
+        .map(|&(partition, next_offset)| PartitionSeed {
+            partition,
+            next_offset,
+            campaigns: campaigns
+                .iter()
+                .filter(|row| row.partition == partition)
+                .map(|row| CampaignSeed {
+                    campaign_id: row.campaign_id.clone(),
+                    capacity: row.spec.capacity,
+                    issued: row.issued,
+                    request_ids: requests.remove(&row.campaign_id).unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    publisher.reseed(&seeds).await?;
+    Ok(())
 }
 
 fn redis_context(redis: &RedisConfig) -> String {

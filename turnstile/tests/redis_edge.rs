@@ -139,3 +139,66 @@ async fn a_flash_sale_through_redis_leaves_redis_agreeing_with_the_answers() {
         "every win is in the replay cache"
     );
 }
+
+#[tokio::test]
+async fn a_restart_rebuilds_from_the_journal_the_gate_redis_lost() {
+    let (_dir, data) = temp_dir();
+    let namespace = RedisNamespace::new();
+    let server = Server::start(&data, &namespace.serve_args());
+    let client = client();
+    create_campaign(
+        &client,
+        &server,
+        "flash",
+        json!({ "capacity": 2, "time_zone": "Asia/Seoul" }),
+    )
+    .await;
+    for i in 0..2 {
+        let (status, body) = claim(
+            &client,
+            &server,
+            &format!("claim-{i}"),
+            &format!("user-{i}"),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    server.kill();
+    // Redis restarted empty (no persistence) while turnstile was down.
+    namespace.clear();
+
+    let server = Server::start(&data, &namespace.serve_args());
+    let keys = Keys::new(&namespace.name);
+    let mut redis = namespace.connection();
+    let campaign: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.campaign("flash"))
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(campaign["sold_out"], "1", "{campaign:?}");
+    assert_eq!(campaign["decided"], "3", "{campaign:?}");
+    let members: u32 = redis::cmd("SCARD")
+        .arg(keys.decided("flash"))
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(members, 3);
+    let partition: u32 = campaign["partition"].parse().unwrap();
+    let progress: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.partition(partition))
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(
+        progress.get("next_offset").map(String::as_str),
+        Some("3"),
+        "{progress:?}"
+    );
+    assert!(!progress.contains_key("gap"), "{progress:?}");
+
+    let (status, body) = claim(&client, &server, "claim-0", "user-0").await;
+    assert_eq!(status, 200, "a winner still sees the win: {body}");
+    let (status, body) = claim(&client, &server, "newcomer", "new").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["outcome"].is_null(),
+        "shed at the edge: {body}"
+    );
+}

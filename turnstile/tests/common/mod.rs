@@ -218,8 +218,9 @@ impl RedisNamespace {
     }
 }
 
-impl Drop for RedisNamespace {
-    fn drop(&mut self) {
+impl RedisNamespace {
+    /// Deletes every key of the namespace, as a Redis restarted without persistence would.
+    pub fn clear(&self) {
         let Ok(mut connection) =
             redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
         else {
@@ -232,5 +233,11 @@ impl Drop for RedisNamespace {
         if !keys.is_empty() {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
         }
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
