@@ -28,7 +28,13 @@
 //! than `publish_retry_ms_max` loses that batch's messages. No answer is lost with it: the
 //! caller's edge times out into 202 with a status URL, and the status lookup reads the
 //! journal, which stays the truth. The gate notices the hole (the partition's `gap`) and
-//! stops trusting Redis for that partition's campaigns, falling back to journal reads.
+//! stops trusting Redis for that partition's campaigns, falling back to journal reads,
+//! until the partition's writer rebuilds its state from the journal
+//! ([`Publisher::reseed`]; `turnstile serve` does at start).
+//!
+//! Run Redis with `maxmemory-policy` `noeviction` or a `volatile-*` policy: only the
+//! decided sets and replay entries carry a TTL, and losing those is detected. Use one
+//! namespace per deployment (data directory and journal).
 
 pub mod gate;
 pub mod keys;
