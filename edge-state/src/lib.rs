@@ -114,7 +114,9 @@ pub struct RedisConfig {
     /// callers get 202 and its catalog is reloaded from the journal.
     pub stream_entries_max: u64,
     /// How long the replay cache keeps an outcome for the sold-out gate's fast path;
-    /// after that a retry on a sold-out campaign reads the journal instead.
+    /// after that a retry on a sold-out campaign reads the journal instead. An entry
+    /// takes about 550 bytes, so the cache holds about `decisions/s × this × 550` bytes:
+    /// 1.6 GB at 50k decisions/s for a minute. Retries mostly come within seconds.
     pub replay_ttl_s: u64,
     /// How long a campaign's decided set lives after its last decision; after that the
     /// campaign's gate falls back to journal reads for good (its hash, which stays, no
@@ -201,7 +203,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             namespace: "turnstile".into(),
             stream_entries_max: 200_000,
-            replay_ttl_s: 300,
+            replay_ttl_s: 60,
             decided_ttl_s: 7 * 24 * 3600,
             publish_queue_batches_max: 1_024,
             publish_batches_per_trip_max: 8,
