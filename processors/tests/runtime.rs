@@ -8,7 +8,8 @@ use chrono::{TimeZone, Utc};
 use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{partition_for, EmbeddedLog, EmbeddedLogConfig};
 use turnstile_processors::runtime::{
-    Decided, DecisionListener, Error, PartitionProcessor, PartitionReader, ProcessorConfig,
+    BatchRange, Decided, DecisionListener, Error, PartitionProcessor, PartitionReader,
+    ProcessorConfig,
 };
 use turnstile_schemas::{
     CampaignSpec, Command, CouponCommand, Decision, Envelope, ENVELOPE_VERSION,
@@ -20,6 +21,20 @@ struct Recorder(Mutex<Vec<Decided>>);
 impl DecisionListener for Recorder {
     fn committed(&self, decided: &[Decided]) {
         self.0.lock().unwrap().extend_from_slice(decided);
+    }
+}
+
+/// Hears the range of every committed batch, with how many outcomes it carried.
+#[derive(Debug, Default)]
+struct RangeRecorder(Mutex<Vec<(BatchRange, usize)>>);
+
+impl DecisionListener for RangeRecorder {
+    fn committed(&self, _decided: &[Decided]) {
+        unreachable!("the runtime calls committed_range");
+    }
+
+    fn committed_range(&self, range: BatchRange, decided: &[Decided]) {
+        self.0.lock().unwrap().push((range, decided.len()));
     }
 }
 
@@ -241,4 +256,70 @@ async fn after_recovery_a_redelivery_gets_the_recorded_outcome() {
         3,
         "a duplicate records no second outcome"
     );
+}
+
+#[tokio::test]
+async fn every_batch_is_reported_with_its_range_even_one_with_only_dead_letters() {
+    // The Redis edge state tells a lost batch from an empty one by these ranges.
+    let f = fixture(1).await;
+    f.log
+        .append_batch(
+            0,
+            vec![
+                create("ranges", 5),
+                b"{not json".to_vec(),
+                b"also not json".to_vec(),
+                envelope("ranges", "r1", "u1", CouponCommand::Claim),
+            ],
+        )
+        .await
+        .unwrap();
+    let heard = Arc::new(RangeRecorder::default());
+    let config = ProcessorConfig {
+        batch_commands_max: 2,
+        ..ProcessorConfig::default()
+    };
+    PartitionProcessor::recover(
+        0,
+        PartitionReader::Embedded(f.log.clone()),
+        f.journal.clone(),
+        heard.clone(),
+        config,
+    )
+    .await
+    .unwrap()
+    .catch_up()
+    .await
+    .unwrap();
+    let range = |from_offset, next_offset| BatchRange {
+        partition: 0,
+        from_offset,
+        next_offset,
+    };
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        vec![(range(0, 2), 1), (range(2, 4), 1)]
+    );
+    f.log
+        .append_batch(0, vec![b"junk".to_vec(), b"junk".to_vec()])
+        .await
+        .unwrap();
+    heard.0.lock().unwrap().clear();
+    let config = ProcessorConfig {
+        batch_commands_max: 2,
+        ..ProcessorConfig::default()
+    };
+    PartitionProcessor::recover(
+        0,
+        PartitionReader::Embedded(f.log.clone()),
+        f.journal.clone(),
+        heard.clone(),
+        config,
+    )
+    .await
+    .unwrap()
+    .catch_up()
+    .await
+    .unwrap();
+    assert_eq!(*heard.0.lock().unwrap(), vec![(range(4, 6), 0)]);
 }

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use turnstile_edge_state::EdgeStateConfig;
 use turnstile_ingest::EdgeConfig;
 use turnstile_journal::JournalLocation;
 use turnstile_log_kafka::KafkaLogConfig;
@@ -52,7 +53,7 @@ enum Commands {
     /// Prints `turnstile listening on http://ADDR` once recovery is done and requests are
     /// accepted. Stop with Ctrl-C or SIGTERM; a restart resumes exactly where the journal
     /// left off.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a whole flash sale on loopback and print a report with the invariant audit.
     ///
     /// Starts the embedded stack in a temporary directory, creates a campaign, and has
@@ -105,6 +106,20 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     journal: JournalArgs,
+    /// Where the edges keep the state they share (sold-out gate, outcome fan-in):
+    /// `in-process`, or a Redis URL (redis://127.0.0.1:6379) to go through Redis exactly as
+    /// separate edge and processor processes would. Redis must be running.
+    #[arg(
+        long,
+        env = "TURNSTILE_EDGE_STATE",
+        default_value = "in-process",
+        value_name = "in-process|REDIS_URL"
+    )]
+    edge_state: EdgeStateConfig,
+    /// Prefix of every Redis key and the outcome stream's name, so that several
+    /// deployments can share one Redis.
+    #[arg(long, env = "TURNSTILE_REDIS_NAMESPACE", default_value = "turnstile")]
+    redis_namespace: String,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -221,6 +236,7 @@ impl Tuning {
                 batch_commands_max: self.batch_commands_max,
                 ..ProcessorConfig::default()
             },
+            edge_state: EdgeStateConfig::InProcess,
         }
     }
 }
@@ -271,9 +287,17 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Serve(args) => {
             let journal = args.journal.location(&args.data_dir);
             let kafka = args.kafka.config(args.tuning.partitions);
-            let config = args
+            let mut config = args
                 .tuning
                 .stack_config(args.data_dir, journal, kafka, args.listen);
+            config.edge_state = match args.edge_state {
+                EdgeStateConfig::Redis(redis) => {
+                    let redis = redis.with_namespace(args.redis_namespace);
+                    redis.validate()?;
+                    EdgeStateConfig::Redis(redis)
+                }
+                in_process => in_process,
+            };
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
             stop_requested().await?;

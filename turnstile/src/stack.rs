@@ -1,6 +1,12 @@
 //! The stack in one process: log, journal, processors, sinks and edge. On the embedded
-//! default it needs no servers; with a Kafka log its processors join a consumer group,
-//! so several such processes share the topic's partitions.
+//! default it needs no servers; with a Kafka log (`--kafka-brokers`) its processors join a
+//! consumer group, so several such processes share the topic's partitions.
+//!
+//! With `--edge-state redis://…` the same process also goes through Redis, exactly as
+//! separate edge and processor processes would: the processors publish to Redis instead
+//! of telling the edge's feed directly, and the edge hears every decision back from the
+//! outcome stream and asks Redis's sold-out gate. That proves the path end to end in one
+//! process; splitting it means running the publisher half and the edge half apart.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -10,12 +16,14 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use turnstile_edge_state::{CampaignSeed, EdgeStateConfig, PartitionSeed, Publisher, RedisConfig};
+use turnstile_ingest::shared_state::RedisEdgeState;
 use turnstile_ingest::{CommandLog, Edge, EdgeConfig, OutcomeFeed};
 use turnstile_journal::{Journal, JournalLocation};
 use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
 use turnstile_log_kafka::{ensure_topic, KafkaAppender, KafkaLogConfig};
 use turnstile_processors::kafka_group::run_group_member;
-use turnstile_processors::runtime::{ProcessorConfig, ProcessorGroup};
+use turnstile_processors::runtime::{DecisionListener, ProcessorConfig, ProcessorGroup};
 use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 
 /// Where the embedded stack keeps its files and how it runs.
@@ -36,6 +44,8 @@ pub struct StackConfig {
     pub edge: EdgeConfig,
     /// The processors' settings.
     pub processor: ProcessorConfig,
+    /// Where the edge state lives: in process (the default) or in Redis.
+    pub edge_state: EdgeStateConfig,
 }
 
 /// Paths inside a data directory.
@@ -67,7 +77,12 @@ pub struct EmbeddedStack {
     edge_shutdown: watch::Sender<bool>,
     /// Stops the processors and the mailbox sink.
     shutdown: watch::Sender<bool>,
+    /// Stops the Redis publisher and subscriber, after the processors: the publisher
+    /// drains what the processors' last batches queued.
+    redis_shutdown: watch::Sender<bool>,
     edge: OwnedTask<std::io::Result<()>>,
+    /// The Redis publisher and subscriber, when the edge state is in Redis.
+    redis_tasks: Vec<OwnedTask<()>>,
     mailbox: OwnedTask<()>,
     processors: OwnedTask<Result<(), turnstile_processors::runtime::Error>>,
     /// The processors run on their own runtime: a commit is several hops to the journal's
@@ -100,52 +115,82 @@ impl EmbeddedStack {
                 config.data_dir.display()
             );
         }
-        let journal = Journal::open(&config.journal)
-            .await
-            .with_context(|| format!("cannot open the journal ({})", config.journal))?;
-        let feed = Arc::new(OutcomeFeed::new(
-            journal.campaigns().await?,
-            journal.decided_requests().await?,
-        ));
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let processor_runtime = DedicatedRuntime::start("turnstile-processors")?;
-        let (log, processors) = match &config.kafka {
-            None => {
-                let log = EmbeddedLog::open(EmbeddedLogConfig::new(
+        let log = match &config.kafka {
+            None => CommandLog::Embedded(
+                EmbeddedLog::open(EmbeddedLogConfig::new(
                     log_dir(&config.data_dir),
                     config.partitions,
                 ))
-                .context("cannot open the embedded log")?;
-                let processors = ProcessorGroup::start(
-                    log.clone(),
-                    journal.clone(),
-                    feed.clone(),
-                    config.processor.clone(),
-                    shutdown_rx.clone(),
-                );
-                let processors = processor_runtime
-                    .spawn(processors)
-                    .await
-                    .context("recovering the partitions panicked")?
-                    .context("cannot recover the partitions")?;
-                let processors = OwnedTask(processor_runtime.spawn(processors.join()));
-                (CommandLog::Embedded(log), processors)
-            }
+                .context("cannot open the embedded log")?,
+            ),
             Some(kafka) => {
                 ensure_topic(kafka).await.with_context(|| {
                     format!("cannot set up topic {} on {}", kafka.topic, kafka.brokers)
                 })?;
-                let appender = KafkaAppender::new(kafka).context("cannot start the producer")?;
-                // Partitions are processed as the consumer group assigns them, so requests
-                // are accepted before every partition has caught up (rule 16 is a SHOULD).
-                let processors = OwnedTask(processor_runtime.spawn(run_group_member(
-                    kafka.clone(),
-                    journal.clone(),
+                CommandLog::Kafka(KafkaAppender::new(kafka).context("cannot start the producer")?)
+            }
+        };
+        let journal = Journal::open(&config.journal)
+            .await
+            .with_context(|| format!("cannot open the journal ({})", config.journal))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (redis_shutdown, redis_shutdown_rx) = watch::channel(false);
+        let processor_runtime = DedicatedRuntime::start("turnstile-processors")?;
+        let mut redis_tasks = Vec::new();
+        let (feed, processors, redis_gate) = match &config.edge_state {
+            EdgeStateConfig::InProcess => {
+                let feed = Arc::new(OutcomeFeed::new(
+                    journal.campaigns().await?,
+                    journal.decided_requests().await?,
+                ));
+                let processors = start_processors(
+                    &processor_runtime,
+                    config,
+                    &log,
+                    &journal,
                     feed.clone(),
-                    config.processor.clone(),
                     shutdown_rx.clone(),
-                )));
-                (CommandLog::Kafka(appender), processors)
+                )
+                .await?;
+                (feed, processors, None)
+            }
+            EdgeStateConfig::Redis(redis) => {
+                // The edge half first: it marks where the outcome stream ends before the
+                // feed is loaded from the journal, so no decision falls in between.
+                let edge_state = RedisEdgeState::connect(redis)
+                    .await
+                    .with_context(|| redis_context(redis))?;
+                let gate = edge_state.gate();
+                // The gate is in Redis: the feed needs no decided keys of its own.
+                let feed = Arc::new(OutcomeFeed::new(journal.campaigns().await?, Vec::new()));
+                redis_tasks.push(OwnedTask(tokio::spawn(edge_state.run(
+                    feed.clone(),
+                    journal.clone(),
+                    redis_shutdown_rx.clone(),
+                ))));
+                // The processor half, running before recovery so that what recovery
+                // decides is published too.
+                let (publisher, mut service) = Publisher::build(redis)
+                    .await
+                    .with_context(|| redis_context(redis))?;
+                // Only a process that is every partition's single writer may reseed; with
+                // Kafka, partitions move between processes.
+                if config.kafka.is_none() {
+                    reseed_stale_partitions(&mut service, &journal, log.partitions())
+                        .await
+                        .with_context(|| redis_context(redis))?;
+                }
+                redis_tasks.push(OwnedTask(tokio::spawn(service.run(redis_shutdown_rx))));
+                let processors = start_processors(
+                    &processor_runtime,
+                    config,
+                    &log,
+                    &journal,
+                    Arc::new(publisher),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (feed, processors, Some(gate))
             }
         };
         let mailbox = MailboxSink::new(
@@ -157,14 +202,19 @@ impl EmbeddedStack {
         let mailbox = OwnedTask(sink_runtime.spawn(mailbox.run(shutdown_rx.clone())));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
+        let mut edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
+        if let Some(gate) = redis_gate {
+            edge = edge.with_redis_gate(gate);
+        }
         let (edge_shutdown, edge_shutdown_rx) = watch::channel(false);
         let edge = OwnedTask(tokio::spawn(edge.serve(listener, edge_shutdown_rx)));
         Ok(EmbeddedStack {
             addr,
             edge_shutdown,
             shutdown,
+            redis_shutdown,
             edge,
+            redis_tasks,
             mailbox,
             processors,
             processor_runtime,
@@ -190,6 +240,12 @@ impl EmbeddedStack {
             .join()
             .await
             .context("the mailbox sink panicked")?;
+        let _ = self.redis_shutdown.send(true);
+        for task in self.redis_tasks {
+            task.join()
+                .await
+                .context("the Redis publisher or subscriber panicked")?;
+        }
         drop(self.processor_runtime);
         drop(self.sink_runtime);
         match self.log {
@@ -199,6 +255,101 @@ impl EmbeddedStack {
         self.journal.close().await;
         Ok(())
     }
+}
+
+/// Recovers every partition on the processors' runtime, deciding what is already on the
+/// log, and starts the processors, telling `listener` of every commit.
+async fn start_processors<L: DecisionListener>(
+    runtime: &DedicatedRuntime,
+    config: &StackConfig,
+    log: &CommandLog,
+    journal: &Journal,
+    listener: Arc<L>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<OwnedTask<Result<(), turnstile_processors::runtime::Error>>> {
+    let (CommandLog::Embedded(log), None) = (log, &config.kafka) else {
+        let kafka = config
+            .kafka
+            .clone()
+            .expect("a Kafka command log has a Kafka config");
+        // Partitions are processed as the consumer group assigns them, so requests are
+        // accepted before every partition has caught up (rule 16 is a SHOULD).
+        return Ok(OwnedTask(runtime.spawn(run_group_member(
+            kafka,
+            journal.clone(),
+            listener,
+            config.processor.clone(),
+            shutdown,
+        ))));
+    };
+    let processors = ProcessorGroup::start(
+        log.clone(),
+        journal.clone(),
+        listener,
+        config.processor.clone(),
+        shutdown,
+    );
+    let processors = runtime
+        .spawn(processors)
+        .await
+        .context("recovering the partitions panicked")?
+        .context("cannot recover the partitions")?;
+    Ok(OwnedTask(runtime.spawn(processors.join())))
+}
+
+/// Rebuilds, from the journal, Redis's gate state of every partition whose published
+/// progress does not match the journal's (Redis restarted empty, a publish was lost, or the
+/// edge state just moved to Redis). Safe here and only here: this process holds the data
+/// directory's lock, so it is every partition's only writer, and its processors have not
+/// started. Without it those partitions' gate would read the journal for good.
+async fn reseed_stale_partitions(
+    publisher: &mut Publisher,
+    journal: &Journal,
+    partitions: u32,
+) -> anyhow::Result<()> {
+    let leases = journal.partitions().await?;
+    let offsets: Vec<(u32, u64)> = (0..partitions)
+        .map(|partition| {
+            let next_offset = leases
+                .iter()
+                .find(|lease| lease.partition == partition)
+                .map_or(0, |lease| lease.next_offset);
+            (partition, next_offset)
+        })
+        .collect();
+    let stale = publisher.stale_partitions(&offsets).await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut requests: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (resource_id, request_id) in journal.decided_requests().await? {
+        requests.entry(resource_id).or_default().push(request_id);
+    }
+    let campaigns = journal.campaigns().await?;
+    let seeds: Vec<PartitionSeed> = offsets
+        .iter()
+        .filter(|(partition, _)| stale.contains(partition))
+        .map(|&(partition, next_offset)| PartitionSeed {
+            partition,
+            next_offset,
+            campaigns: campaigns
+                .iter()
+                .filter(|row| row.partition == partition)
+                .map(|row| CampaignSeed {
+                    campaign_id: row.campaign_id.clone(),
+                    capacity: row.spec.capacity,
+                    issued: row.issued,
+                    request_ids: requests.remove(&row.campaign_id).unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    publisher.reseed(&seeds).await?;
+    Ok(())
+}
+
+fn redis_context(redis: &RedisConfig) -> String {
+    format!("cannot use the Redis edge state at {}", redis.url)
 }
 
 /// A task that ends with its owner: dropped (on an early error, or a stack dropped
@@ -267,11 +418,12 @@ mod tests {
         let config = StackConfig {
             data_dir: dir.path().join("data"),
             journal: default_journal(&dir.path().join("data")),
-            kafka: None,
             partitions: 2,
             listen: "127.0.0.1:0".parse().unwrap(),
             edge: EdgeConfig::default(),
             processor: ProcessorConfig::default(),
+            edge_state: EdgeStateConfig::InProcess,
+            kafka: None,
         };
         let stack = EmbeddedStack::start(&config).await.unwrap();
         drop(stack);

@@ -267,3 +267,70 @@ fn tansu_binary() -> Option<PathBuf> {
     let path = PathBuf::from(String::from_utf8(located.stdout).ok()?.trim());
     (located.status.success() && path.exists()).then_some(path)
 }
+/// The Redis server the tests use, unless `TURNSTILE_TEST_REDIS_URL` names another.
+pub fn redis_url() -> String {
+    std::env::var("TURNSTILE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A randomly named Redis namespace for one test's edge state, so tests run in parallel on
+/// one server; its keys are deleted when this is dropped (also after a panic).
+pub struct RedisNamespace {
+    pub url: String,
+    pub name: String,
+}
+
+impl RedisNamespace {
+    /// Fails the test with how to start Redis when it is not reachable.
+    pub fn new() -> Self {
+        let url = redis_url();
+        if let Err(e) = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        {
+            panic!(
+                "Redis is not reachable at {url}: {e}. Start it with \
+                 `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no` \
+                 (scripts/test.sh does), or point TURNSTILE_TEST_REDIS_URL at a server"
+            );
+        }
+        let name = format!("turnstile-test-{:016x}", rand::random::<u64>());
+        RedisNamespace { url, name }
+    }
+
+    /// The `turnstile serve` arguments that put the edge state in this namespace.
+    pub fn serve_args(&self) -> [&str; 4] {
+        ["--edge-state", &self.url, "--redis-namespace", &self.name]
+    }
+
+    /// A plain connection to the server.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl RedisNamespace {
+    /// Deletes every key of the namespace, as a Redis restarted without persistence would.
+    pub fn clear(&self) {
+        let Ok(mut connection) =
+            redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.name))
+            .query(&mut connection)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
+        }
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
