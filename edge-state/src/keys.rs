@@ -71,19 +71,7 @@ impl Keys {
 /// (replay cache, then journal), never a wrong answer: "in the set" only ever means
 /// "may have been decided".
 pub fn request_hash(request_id: &str) -> [u8; 8] {
-    const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = FNV_OFFSET_BASIS;
-    for &byte in request_id.as_bytes() {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h.to_be_bytes()
+    turnstile_log::stable_hash(request_id.as_bytes()).to_be_bytes()
 }
 
 #[cfg(test)]

@@ -533,23 +533,28 @@ fn check_payload(payload: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The partition of a resource: a stable hash of `resource_id` modulo `partitions`.
-///
-/// The hash is FNV-1a 64 over the UTF-8 bytes, followed by the MurmurHash3 64-bit finalizer
-/// (`fmix64`) so that the low bits spread well for ids that differ only in a few characters.
-/// It is written out here, not taken from `std` (whose hasher is randomly seeded and may
-/// change between releases): the placement is persisted in effect, so it must not change
-/// across processes, builds or versions. The tests pin a few values.
+/// The partition of a resource: [`stable_hash`] of `resource_id` modulo `partitions`.
 ///
 /// # Panics
 ///
 /// If `partitions` is 0.
 pub fn partition_for(resource_id: &str, partitions: u32) -> u32 {
     assert!(partitions > 0, "partition_for needs at least one partition");
+    let h = stable_hash(resource_id.as_bytes());
+    u32::try_from(h % u64::from(partitions)).expect("below partitions, a u32")
+}
+
+/// A hash that never changes across processes, builds or versions, for values that are
+/// persisted in effect (a resource's partition, a request's key in Redis): FNV-1a 64 over
+/// the bytes, followed by the MurmurHash3 64-bit finalizer (`fmix64`) so that the low bits
+/// spread well for ids that differ only in a few characters. Written out here, not taken
+/// from `std`, whose hasher is randomly seeded and may change between releases. The tests
+/// pin a few values.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = FNV_OFFSET_BASIS;
-    for &byte in resource_id.as_bytes() {
+    for &byte in bytes {
         h ^= u64::from(byte);
         h = h.wrapping_mul(FNV_PRIME);
     }
@@ -558,5 +563,5 @@ pub fn partition_for(resource_id: &str, partitions: u32) -> u32 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
-    u32::try_from(h % u64::from(partitions)).expect("below partitions, a u32")
+    h
 }
