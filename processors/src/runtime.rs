@@ -464,6 +464,12 @@ pub(crate) async fn supervise<L: DecisionListener>(
                 tokio::time::sleep(Duration::from_millis(processor.config.retry_backoff_ms)).await;
                 retake = true;
             }
+            // Another processor took the partition (a rebalance, or we were a zombie): our
+            // last batch rolled back, and the partition is in its hands now.
+            Err(e @ Error::Journal(turnstile_journal::Error::Fenced { .. })) => {
+                tracing::warn!(partition, error = %e, "partition taken over elsewhere; stopping here");
+                return Err(e);
+            }
             Err(e) => {
                 tracing::error!(partition, error = %e, "partition processor stopped");
                 return Err(e);

@@ -1,12 +1,15 @@
 //! The production shape on real servers: two `turnstile serve` processes share a Kafka
 //! topic (the tansu broker) and a PostgreSQL journal. Their processors split the
-//! partitions through the consumer group; when one stops, the other takes everything over
-//! from the journal's offsets. Every request is decided once and no coupon is oversold.
+//! partitions through the consumer group; when one stops, or freezes and wakes up as a
+//! zombie, the other takes everything over from the journal's offsets. Every request is
+//! decided once and no coupon is oversold.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{client, temp_dir, PostgresSchema, Server, Tansu};
@@ -57,36 +60,48 @@ async fn decided(http: &reqwest::Client, edge: &Server, key: &str) -> Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_share_a_topic_and_a_journal_and_hand_over_cleanly() {
-    let broker = Tansu::start();
-    let schema = PostgresSchema::new();
-    let topic = format!("commands-{}", schema.name);
-    let group = format!("processors-{}", schema.name);
-    let args: Vec<&str> = [
-        &schema.journal_args()[..],
-        &["--kafka-brokers", &broker.brokers, "--kafka-topic", &topic],
-        &[
-            "--kafka-group",
-            &group,
-            "--kafka-session-timeout-ms",
-            "6000",
-            "--partitions",
-            "4",
-            "--wait-budget-ms",
-            "300",
-        ],
-    ]
-    .concat();
-    let (_dir_a, data_a) = temp_dir();
-    let (_dir_b, data_b) = temp_dir();
-    let http = client();
-    let a = Server::start(&data_a, &args);
-    let b = Server::start(&data_b, &args);
+/// A broker, a journal schema, and the `turnstile serve` arguments that share them.
+struct Shared {
+    _broker: Tansu,
+    _schema: PostgresSchema,
+    args: Vec<String>,
+}
 
+impl Shared {
+    fn new() -> Shared {
+        let broker = Tansu::start();
+        let schema = PostgresSchema::new();
+        let args = [
+            &schema.journal_args()[..],
+            &["--kafka-brokers", &broker.brokers],
+            &["--kafka-topic", &format!("commands-{}", schema.name)],
+            &["--kafka-group", &format!("processors-{}", schema.name)],
+            // Short sessions so a frozen process loses its partitions in seconds; a short
+            // wait budget so claims made while the group rebalances answer 202 at once.
+            &["--kafka-session-timeout-ms", "6000", "--partitions", "4"],
+            &["--wait-budget-ms", "300"],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        Shared {
+            _broker: broker,
+            _schema: schema,
+            args,
+        }
+    }
+
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+}
+
+/// Creates the campaign through `edge` and waits until some process decided it.
+async fn create_drop(http: &reqwest::Client, edge: &Server) {
     // The group forms in seconds: the create may be answered 202 and decided later.
     let created = http
-        .post(a.url("/v1/campaigns"))
+        .post(edge.url("/v1/campaigns"))
         .header("Idempotency-Key", "create-drop")
         .json(&json!({"campaign_id": "drop", "capacity": CAPACITY, "time_zone": "UTC"}))
         .send()
@@ -96,34 +111,37 @@ async fn two_processes_share_a_topic_and_a_journal_and_hand_over_cleanly() {
         matches!(created.status().as_u16(), 201 | 202),
         "{created:?}"
     );
-    let outcome = decided(&http, &b, "create-drop").await;
+    let outcome = decided(http, edge, "create-drop").await;
     assert_eq!(
         outcome["decision"]["status"], "campaign_created",
         "{outcome}"
     );
+}
 
-    let mut answers = claim(&http, &[&a, &b], 0..60).await;
-    // A leaves gracefully; B's processors take its partitions over.
-    a.terminate();
-    answers.extend(claim(&http, &[&b], 60..90).await);
-
+/// Every answer given is the request's one outcome in the journal, and exactly the
+/// capacity was granted, each coupon once.
+async fn check_answers(
+    http: &reqwest::Client,
+    edge: &Server,
+    answers: &HashMap<String, (u16, bool)>,
+) {
     let mut coupons = HashSet::new();
-    for (key, (status, gated)) in &answers {
+    for (key, (status, gated)) in answers {
         assert!(
             matches!(status, 201 | 202 | 409),
             "{key}: answered {status}"
         );
         if *gated {
             // Shed by the sold-out gate: never on the log, so never in the journal.
-            let url = b.url(&format!("/v1/campaigns/drop/requests/{key}"));
-            let status = common::get_json(&http, &url).await;
+            let url = edge.url(&format!("/v1/campaigns/drop/requests/{key}"));
+            let status = common::get_json(http, &url).await;
             assert_eq!(
                 status["error"]["code"], "unknown_request",
                 "{key}: {status}"
             );
             continue;
         }
-        let outcome = decided(&http, &b, key).await;
+        let outcome = decided(http, edge, key).await;
         match outcome["decision"]["status"].as_str().unwrap() {
             "coupon_granted" => {
                 assert_ne!(*status, 409, "{key} was refused, yet granted: {outcome}");
@@ -134,13 +152,83 @@ async fn two_processes_share_a_topic_and_a_journal_and_hand_over_cleanly() {
             other => panic!("{key}: unexpected decision {other}"),
         }
     }
+    // (The edges' own issued counts are not compared: each counts what its processors
+    // committed plus what it read when it learned the campaign; shared counts come with
+    // the Redis edge state.)
     assert_eq!(
         coupons.len() as u64,
         CAPACITY,
         "every coupon granted once, none more"
     );
-    // (The edges' own issued counts are not compared: each counts what its processors
-    // committed plus what it read when it learned the campaign; shared counts come with
-    // the Redis edge state.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_topic_and_a_journal_and_hand_over_cleanly() {
+    let shared = Shared::new();
+    let (_dir_a, data_a) = temp_dir();
+    let (_dir_b, data_b) = temp_dir();
+    let http = client();
+    let a = Server::start(&data_a, &shared.args());
+    let b = Server::start(&data_b, &shared.args());
+    create_drop(&http, &b).await;
+
+    let mut answers = claim(&http, &[&a, &b], 0..60).await;
+    // A leaves gracefully; B's processors take its partitions over.
+    a.terminate();
+    answers.extend(claim(&http, &[&b], 60..90).await);
+    check_answers(&http, &b, &answers).await;
     b.terminate();
+}
+
+/// The zombie case (invariant 8): A freezes (SIGSTOP) holding partitions, the group gives
+/// them to B, claims keep coming; then A wakes (SIGCONT) still believing it owns them and
+/// tries to commit what it decides from its stale state. The journal fences it: nothing
+/// it decided after waking is committed or answered, and the invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_processor_that_wakes_up_is_fenced() {
+    let shared = Shared::new();
+    let (dir_a, data_a) = temp_dir();
+    let (_dir_b, data_b) = temp_dir();
+    let log_a: PathBuf = dir_a.path().join("a.log");
+    let http = client();
+    let a = Server::start_logging(
+        &data_a,
+        &shared.args(),
+        "info",
+        Stdio::from(std::fs::File::create(&log_a).unwrap()),
+    );
+    create_drop(&http, &a).await;
+    let b = Server::start(&data_b, &shared.args());
+    let mut answers = claim(&http, &[&a, &b], 0..30).await;
+    // Wait until the group has given some of A's partitions to B.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log_a)
+        .unwrap()
+        .contains("partitions revoked")
+    {
+        assert!(Instant::now() < deadline, "B never joined the group");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    a.signal("STOP");
+    // Claims on every partition while A is frozen: B decides them once the group has
+    // given it A's partitions (after A's session times out).
+    answers.extend(claim(&http, &[&b], 30..60).await);
+    for key in answers.keys().filter(|k| !answers[*k].1) {
+        decided(&http, &b, key).await;
+    }
+    a.signal("CONT");
+    // A's processors wake with records B already decided in front of them.
+    answers.extend(claim(&http, &[&a, &b], 60..90).await);
+    check_answers(&http, &b, &answers).await;
+    a.terminate();
+    b.terminate();
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    // The zombie did try: it decided records B had decided, and its commit was refused.
+    // (Its group membership learns of the loss only at its next heartbeat, seconds after
+    // its processors have read and tried to commit what queued up while it was frozen.)
+    assert!(
+        log.contains("is fenced"),
+        "A never tried to commit after waking, so fencing was not exercised:\n{log}"
+    );
 }

@@ -16,13 +16,19 @@ pub struct Server {
 impl Server {
     /// Starts `turnstile serve` on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_logging(data_dir, extra, "warn", Stdio::inherit())
+    }
+
+    /// [`Server::start`] with its log at `level` going to `stderr` (e.g. a file).
+    pub fn start_logging(data_dir: &Path, extra: &[&str], level: &str, stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_turnstile"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn turnstile serve");
         let stdout = child.stdout.take().unwrap();
@@ -179,6 +185,16 @@ fn psql(url: &str, sql: &str) -> bool {
 }
 
 impl Server {
+    /// Sends a signal (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
     /// SIGTERM, then wait for the process to exit: a graceful stop.
     pub fn terminate(mut self) {
         let pid = self.child.id().to_string();
