@@ -24,8 +24,8 @@ use turnstile_schemas::Outcome;
 
 use crate::load::OutcomeLoader;
 use crate::rows::{
-    decision_status, outcome_json, parse_json, stored_time, CampaignRow, CouponRow, LimitBreach,
-    Projections, StoredOutcome,
+    decision_status, outcome_json, parse_json, stored_time, CampaignColumns, CampaignRow,
+    CouponRow, LimitBreach, Projections, StoredOutcome,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -259,7 +259,7 @@ impl PostgresJournal {
 
     /// One campaign with its issued count.
     pub async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error> {
-        let row: Option<(String, i64, String, i64)> = sqlx::query_as(
+        let row: Option<CampaignColumns> = sqlx::query_as(
             "SELECT c.campaign_id, c.partition, c.spec,
                     (SELECT count(*) FROM coupons k WHERE k.campaign_id = c.campaign_id)
              FROM campaigns c WHERE c.campaign_id = $1",
@@ -267,37 +267,20 @@ impl PostgresJournal {
         .bind(campaign_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(campaign_id, partition, spec, issued)| {
-            Ok(CampaignRow {
-                campaign_id,
-                partition: partition as u32,
-                spec: parse_json(&spec)?,
-                issued: issued as u32,
-            })
-        })
-        .transpose()
+        row.map(CampaignRow::from_columns).transpose()
     }
 
     /// Every campaign with its issued count.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
         // One pass over the coupons for all campaigns, not one per campaign.
-        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<CampaignColumns> = sqlx::query_as(
             "SELECT c.campaign_id, c.partition, c.spec, count(k.coupon_id) AS issued
              FROM campaigns c LEFT JOIN coupons k ON k.campaign_id = c.campaign_id
              GROUP BY c.campaign_id ORDER BY c.campaign_id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(campaign_id, partition, spec, issued)| {
-                Ok(CampaignRow {
-                    campaign_id,
-                    partition: partition as u32,
-                    spec: parse_json(&spec)?,
-                    issued: issued as u32,
-                })
-            })
-            .collect()
+        rows.into_iter().map(CampaignRow::from_columns).collect()
     }
 
     /// A user's coupons across campaigns, oldest first.

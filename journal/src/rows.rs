@@ -99,6 +99,23 @@ impl<'a> Projections<'a> {
     }
 }
 
+/// A campaign as both backends select it: `(campaign_id, partition, spec JSON, issued)`.
+pub(crate) type CampaignColumns = (String, i64, String, i64);
+
+impl CampaignRow {
+    /// The row from its selected columns.
+    pub(crate) fn from_columns(
+        (campaign_id, partition, spec, issued): CampaignColumns,
+    ) -> Result<Self, Error> {
+        Ok(CampaignRow {
+            campaign_id,
+            partition: partition as u32,
+            spec: parse_json(&spec)?,
+            issued: issued as u32,
+        })
+    }
+}
+
 /// The outcome's canonical JSON: what the journal stores and a replay must reproduce.
 pub fn outcome_json(outcome: &Outcome) -> String {
     serde_json::to_string(outcome).expect("outcomes serialise")

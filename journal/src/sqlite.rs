@@ -16,8 +16,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use turnstile_schemas::Outcome;
 
 use crate::rows::{
-    decision_status, outcome_json, parse_json, parse_time, time_text, CampaignRow, CouponRow,
-    LimitBreach, Projections, StoredOutcome,
+    decision_status, outcome_json, parse_json, parse_time, time_text, CampaignColumns, CampaignRow,
+    CouponRow, LimitBreach, Projections, StoredOutcome,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -214,7 +214,7 @@ impl SqliteJournal {
 
     /// One campaign with its issued count.
     pub async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error> {
-        let row: Option<(String, i64, String, i64)> = sqlx::query_as(
+        let row: Option<CampaignColumns> = sqlx::query_as(
             "SELECT c.campaign_id, c.partition, c.spec,
                     (SELECT COUNT(*) FROM coupons k WHERE k.campaign_id = c.campaign_id)
              FROM campaigns c WHERE c.campaign_id = ?",
@@ -222,36 +222,19 @@ impl SqliteJournal {
         .bind(campaign_id)
         .fetch_optional(&self.readers)
         .await?;
-        row.map(|(campaign_id, partition, spec, issued)| {
-            Ok(CampaignRow {
-                campaign_id,
-                partition: partition as u32,
-                spec: parse_json(&spec)?,
-                issued: issued as u32,
-            })
-        })
-        .transpose()
+        row.map(CampaignRow::from_columns).transpose()
     }
 
     /// Every campaign with its issued count.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error> {
-        let rows = sqlx::query(
+        let rows: Vec<CampaignColumns> = sqlx::query_as(
             "SELECT c.campaign_id, c.partition, c.spec,
-                    (SELECT COUNT(*) FROM coupons k WHERE k.campaign_id = c.campaign_id) AS issued
+                    (SELECT COUNT(*) FROM coupons k WHERE k.campaign_id = c.campaign_id)
              FROM campaigns c ORDER BY c.campaign_id",
         )
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(CampaignRow {
-                    campaign_id: row.try_get("campaign_id")?,
-                    partition: row.try_get::<i64, _>("partition")? as u32,
-                    spec: parse_json(&row.try_get::<String, _>("spec")?)?,
-                    issued: row.try_get::<i64, _>("issued")? as u32,
-                })
-            })
-            .collect()
+        rows.into_iter().map(CampaignRow::from_columns).collect()
     }
 
     /// A user's coupons across campaigns, oldest first.
