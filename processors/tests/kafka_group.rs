@@ -1,11 +1,12 @@
 //! Processors on Kafka (librdkafka's in-process mock cluster) with a SQLite journal: a
-//! group member decides its assigned partitions from the journal's offsets, and when a
-//! second member joins and the first leaves, every request is still decided exactly once
-//! and each hand-over bumps the partition's epoch (docs/production.md, rules 4–8).
+//! group member decides its assigned partitions from the journal's offsets, and when two
+//! more members join and the first leaves while claims flow, the work spreads over the
+//! members, every request is still decided exactly once and each hand-over bumps the
+//! partition's epoch (docs/production.md, rules 4–8).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,25 @@ use turnstile_schemas::{
 };
 
 const PARTITIONS: u32 = 4;
-const CAMPAIGNS: [&str; 4] = ["north", "south", "east", "west"];
+/// One campaign on each of the 4 partitions, so every member that holds a partition has
+/// claims to decide.
+const CAMPAIGNS: [&str; 4] = ["left", "north", "west", "east"];
 const CAPACITY: u32 = 25;
 
-struct Ignore;
+/// Counts the records a member decided.
+#[derive(Default)]
+struct Count(AtomicU64);
 
-impl DecisionListener for Ignore {
-    fn committed(&self, _decided: &[Decided]) {}
+impl DecisionListener for Count {
+    fn committed(&self, decided: &[Decided]) {
+        self.0.fetch_add(decided.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Count {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -75,19 +88,36 @@ async fn append_claims(appender: &KafkaAppender, first: u32, claims: u32) {
     }
 }
 
-fn start_member(
-    config: &KafkaLogConfig,
-    journal: &Journal,
-) -> (watch::Sender<bool>, JoinHandle<Result<(), Error>>) {
+/// A running group member: how to stop it, its task, and what it decided.
+struct Member {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), Error>>,
+    decided: Arc<Count>,
+}
+
+fn start_member(config: &KafkaLogConfig, journal: &Journal) -> Member {
     let (stop, stop_rx) = watch::channel(false);
+    let decided = Arc::new(Count::default());
     let task = tokio::spawn(run_group_member(
         config.clone(),
         journal.clone(),
-        Arc::new(Ignore),
+        decided.clone(),
         ProcessorConfig::default(),
         stop_rx,
     ));
-    (stop, task)
+    Member {
+        stop,
+        task,
+        decided,
+    }
+}
+
+impl Member {
+    async fn leave(self) -> u64 {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+        self.decided.get()
+    }
 }
 
 /// Waits (bounded) until every campaign has `requests` decided requests in the journal.
@@ -115,7 +145,7 @@ async fn wait_until_decided(journal: &Journal, requests: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_hand_partitions_over_and_every_request_is_decided_once() {
+async fn members_join_and_leave_and_every_request_is_decided_once() {
     let cluster = MockCluster::<'static, DefaultProducerContext>::new(1).unwrap();
     let topic = unique("commands");
     cluster.create_topic(&topic, PARTITIONS as i32, 1).unwrap();
@@ -155,7 +185,7 @@ async fn members_hand_partitions_over_and_every_request_is_decided_once() {
 
     // One member: it is assigned every partition and decides from offset 0.
     append_claims(&appender, 0, 20).await;
-    let (stop_a, member_a) = start_member(&config, &journal);
+    let a = start_member(&config, &journal);
     wait_until_decided(&journal, 1 + 20).await;
     let epochs_alone: Vec<u64> = journal
         .partitions()
@@ -165,19 +195,23 @@ async fn members_hand_partitions_over_and_every_request_is_decided_once() {
         .map(|l| l.epoch)
         .collect();
 
-    // A second member joins: the group splits the partitions, each moved one is taken
-    // again in the journal, and claims keep being decided.
-    let (stop_b, member_b) = start_member(&config, &journal);
+    // Two more members join while claims flow: the group spreads the partitions, each
+    // moved one is taken again in the journal, and claims keep being decided.
+    let b = start_member(&config, &journal);
+    let c = start_member(&config, &journal);
     append_claims(&appender, 20, 20).await;
     wait_until_decided(&journal, 1 + 40).await;
 
-    // The first leaves: the second takes everything over from the journal's offsets.
-    stop_a.send(true).unwrap();
-    member_a.await.unwrap().unwrap();
+    // The first leaves: the other two take its partitions over from the journal's offsets.
+    a.leave().await;
     append_claims(&appender, 40, 20).await;
     wait_until_decided(&journal, 1 + 60).await;
-    stop_b.send(true).unwrap();
-    member_b.await.unwrap().unwrap();
+    let decided_by_b = b.leave().await;
+    let decided_by_c = c.leave().await;
+    assert!(
+        decided_by_b > 0 && decided_by_c > 0,
+        "the work did not spread: B decided {decided_by_b}, C {decided_by_c}"
+    );
 
     let leases = journal.partitions().await.unwrap();
     let moved = leases
