@@ -1,5 +1,7 @@
 //! Times a journal's `commit` alone (batches of granted claims, nothing else running), then
-//! recovery's read: `load_outcomes` of the whole partition from a fresh connection.
+//! recovery's read: `load_outcomes` of the whole partition from a fresh connection. On
+//! PostgreSQL it also times the peer DESIGN.md §6 names, in the same run: the common
+//! design, a consumer doing one autocommitted INSERT per claim, and prints the ratio.
 //!
 //! Run: `cargo run --release -p turnstile-journal --example commit_speed --
 //! [sqlite|postgres] [batch] [batches]` (default: sqlite 100 200).
@@ -15,10 +17,14 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
-use turnstile_journal::{BatchCommit, PostgresJournal, SqliteJournal};
+use turnstile_journal::{BatchCommit, Journal, JournalLocation};
 use turnstile_schemas::{CommandKind, Coupon, Decision, LogPosition, Outcome};
 
 const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Claims the row-per-insert peer writes: enough for a steady rate, few enough to finish
+/// in seconds at the hundreds to low thousands per second it manages.
+const PEER_CLAIMS: u64 = 3_000;
 
 #[tokio::main]
 async fn main() {
@@ -29,10 +35,10 @@ async fn main() {
     };
     let batch: u64 = args.next().map_or(100, |a| a.parse().unwrap());
     let batches: u64 = args.next().map_or(200, |a| a.parse().unwrap());
-    let place = Place::new(&backend).await;
+    let (location, _dir) = location(&backend);
 
-    let journal = place.open().await;
-    let epoch = journal.acquire().await;
+    let journal = open(&location).await;
+    let epoch = journal.acquire(0).await.unwrap().epoch;
     let now = Utc::now();
     let started = Instant::now();
     for b in 0..batches {
@@ -46,23 +52,23 @@ async fn main() {
                 .collect(),
             dead_letters: Vec::new(),
         };
-        journal.commit(&commit).await;
+        journal.commit(&commit).await.unwrap();
     }
     let elapsed = started.elapsed();
     let claims = batch * batches;
+    let claims_per_sec = claims as f64 / elapsed.as_secs_f64();
     println!(
-        "{backend}: {claims} claims in {batches} commits of {batch}: {:.0} claims/s, {:.0} µs \
-         per commit",
-        claims as f64 / elapsed.as_secs_f64(),
+        "{backend}: {claims} claims in {batches} commits of {batch}: {claims_per_sec:.0} \
+         claims/s, {:.0} µs per commit",
         elapsed.as_micros() as f64 / batches as f64
     );
     journal.close().await;
 
     // Recovery's read, as a restarted processor does it: a new connection, every outcome
     // of the partition in log order, parsed.
-    let journal = place.open().await;
+    let journal = open(&location).await;
     let started = Instant::now();
-    let loaded = journal.load_outcomes().await;
+    let loaded = journal.load_outcomes(0).await.unwrap().len();
     let elapsed = started.elapsed();
     assert_eq!(loaded as u64, claims, "every committed outcome comes back");
     println!(
@@ -71,90 +77,74 @@ async fn main() {
         loaded as f64 / elapsed.as_secs_f64()
     );
     journal.close().await;
-    place.remove().await;
-}
 
-/// Where the journal lives for this run.
-enum Place {
-    Sqlite(tempfile::TempDir),
-    Postgres { url: String, schema: String },
-}
-
-/// One of the two backends (the journal crate has no trait over them; this example
-/// needs only four methods).
-enum Journal {
-    Sqlite(SqliteJournal),
-    Postgres(PostgresJournal),
-}
-
-impl Place {
-    async fn new(backend: &str) -> Self {
-        match backend {
-            "sqlite" => Place::Sqlite(tempfile::tempdir().unwrap()),
-            _ => {
-                let url = std::env::var("TURNSTILE_POSTGRES_URL")
-                    .unwrap_or_else(|_| POSTGRES_URL_DEFAULT.into());
-                let random = RandomState::new().build_hasher().finish();
-                let schema = format!("commit_speed_{random:016x}");
-                Place::Postgres { url, schema }
-            }
-        }
-    }
-
-    async fn open(&self) -> Journal {
-        match self {
-            Place::Sqlite(dir) => Journal::Sqlite(
-                SqliteJournal::open(&dir.path().join("journal.sqlite"))
-                    .await
-                    .unwrap(),
-            ),
-            Place::Postgres { url, schema } => Journal::Postgres(
-                PostgresJournal::connect_in_schema(url, schema)
-                    .await
-                    .unwrap_or_else(|e| panic!("no Postgres journal at {url}: {e}")),
-            ),
-        }
-    }
-
-    async fn remove(self) {
-        if let Place::Postgres { url, schema } = self {
-            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        }
+    if let JournalLocation::Postgres { url, schema } = &location {
+        let peer_per_sec = row_per_insert_peer(url, schema, now).await;
+        println!(
+            "postgres peer, one autocommitted INSERT per claim: {PEER_CLAIMS} claims at \
+             {peer_per_sec:.0} claims/s; the batched journal commit is {:.1}x faster",
+            claims_per_sec / peer_per_sec
+        );
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut connection)
+            .await
+            .unwrap();
     }
 }
 
-impl Journal {
-    async fn acquire(&self) -> u64 {
-        match self {
-            Journal::Sqlite(j) => j.acquire(0).await.unwrap().epoch,
-            Journal::Postgres(j) => j.acquire(0).await.unwrap().epoch,
-        }
+/// Where this run's journal lives, and the temporary directory holding a SQLite one.
+fn location(backend: &str) -> (JournalLocation, Option<tempfile::TempDir>) {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        return (JournalLocation::Sqlite(path), Some(dir));
     }
+    let url =
+        std::env::var("TURNSTILE_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.into());
+    let random = RandomState::new().build_hasher().finish();
+    let schema = format!("commit_speed_{random:016x}");
+    (JournalLocation::Postgres { url, schema }, None)
+}
 
-    async fn commit(&self, batch: &BatchCommit) {
-        match self {
-            Journal::Sqlite(j) => j.commit(batch).await.unwrap(),
-            Journal::Postgres(j) => j.commit(batch).await.unwrap(),
-        }
-    }
+async fn open(location: &JournalLocation) -> Journal {
+    Journal::open(location)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the journal ({location}): {e}"))
+}
 
-    async fn load_outcomes(&self) -> usize {
-        match self {
-            Journal::Sqlite(j) => j.load_outcomes(0).await.unwrap().len(),
-            Journal::Postgres(j) => j.load_outcomes(0).await.unwrap().len(),
-        }
+/// The common design: a consumer that writes each claim with its own INSERT, committed on
+/// its own (durably: `synchronous_commit` stays on), offsets tracked elsewhere. Returns
+/// claims per second.
+async fn row_per_insert_peer(url: &str, schema: &str, now: DateTime<Utc>) -> f64 {
+    let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {schema}.claims_row_per_insert (
+             request_id text PRIMARY KEY, campaign_id text NOT NULL, user_id text NOT NULL,
+             coupon_id text NOT NULL, log_offset bigint NOT NULL, issued_at timestamptz NOT NULL)"
+    ))
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let insert = format!(
+        "INSERT INTO {schema}.claims_row_per_insert
+         (request_id, campaign_id, user_id, coupon_id, log_offset, issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6)"
+    );
+    let started = Instant::now();
+    for i in 0..PEER_CLAIMS {
+        sqlx::query(&insert)
+            .bind(format!("claim-{i}"))
+            .bind("drop")
+            .bind(format!("user-{i}"))
+            .bind(format!("drop-{}", i + 1))
+            .bind(i as i64)
+            .bind(now)
+            .execute(&mut connection)
+            .await
+            .unwrap();
     }
-
-    async fn close(&self) {
-        match self {
-            Journal::Sqlite(j) => j.close().await,
-            Journal::Postgres(j) => j.close().await,
-        }
-    }
+    PEER_CLAIMS as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The `i`th claim of one campaign, granted.
