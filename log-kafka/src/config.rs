@@ -5,6 +5,9 @@ use rdkafka::config::ClientConfig;
 
 use crate::Error;
 
+/// How long the broker may hold a reader's fetch waiting for more records.
+const READER_FETCH_WAIT_MS: u64 = 5;
+
 /// Default of [`KafkaLogConfig::linger_ms`].
 pub const LINGER_MS_DEFAULT: u64 = 5;
 /// Default of [`KafkaLogConfig::produce_batch_records_max`] (librdkafka's own default).
@@ -291,6 +294,10 @@ impl KafkaLogConfig {
             // without transactions, so this changes nothing unless someone else writes
             // transactionally into it (see the reader's gap check).
             .set("isolation.level", "read_committed")
+            // A processor waits for the next batch while callers wait for their answer:
+            // the broker should hand over records at once, not hold a fetch for up to
+            // librdkafka's default 500 ms hoping for more.
+            .set("fetch.wait.max.ms", READER_FETCH_WAIT_MS.to_string())
             .set(
                 "queued.max.messages.kbytes",
                 kib_rounded_up(self.fetch_queue_bytes_max).to_string(),
