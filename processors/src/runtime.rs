@@ -300,15 +300,20 @@ pub enum PartitionReader {
 /// How long one Kafka read waits for records before checking for shutdown again.
 const KAFKA_READ_WAIT_MS: u64 = 100;
 
+/// Short waits [`PartitionReader::read_available`] allows a Kafka broker: 5 s in all.
+pub const KAFKA_READS_AVAILABLE_MAX: u32 = 50;
+
 impl PartitionReader {
-    fn partitions(&self) -> u32 {
+    /// The log's partition count.
+    pub fn partitions(&self) -> u32 {
         match self {
             PartitionReader::Embedded(log) => log.partitions(),
             PartitionReader::Kafka { partitions, .. } => *partitions,
         }
     }
 
-    async fn end_offset(&self, partition: u32) -> Result<u64, Error> {
+    /// One past the last record of `partition`.
+    pub async fn end_offset(&self, partition: u32) -> Result<u64, Error> {
         Ok(match self {
             PartitionReader::Embedded(log) => log.end_offset(partition),
             PartitionReader::Kafka { reader, .. } => reader.end_offset().await?,
@@ -316,22 +321,28 @@ impl PartitionReader {
     }
 
     /// Records from `from` that are on the log now (at least one if `from` is before its
-    /// end), without waiting for new ones.
-    async fn read_available(
+    /// end; empty only if a Kafka broker could not hand one over within
+    /// [`KAFKA_READS_AVAILABLE_MAX`] short waits).
+    pub async fn read_available(
         &mut self,
         partition: u32,
         from: u64,
         records_max: usize,
     ) -> Result<Vec<LogRecord>, Error> {
-        match self {
-            PartitionReader::Embedded(log) => Ok(log.read_now(partition, from, records_max)?),
-            PartitionReader::Kafka { reader, .. } => Ok(reader
-                .read(from, records_max, KAFKA_READ_WAIT_MS)
-                .await?
-                .into_iter()
-                .map(|record| record.into_log_record())
-                .collect()),
+        let reader = match self {
+            PartitionReader::Embedded(log) => {
+                return Ok(log.read_now(partition, from, records_max)?)
+            }
+            PartitionReader::Kafka { reader, .. } => reader,
+        };
+        // The first fetch after opening or seeking may take a few waits to arrive.
+        for _ in 0..KAFKA_READS_AVAILABLE_MAX {
+            let records = reader.read(from, records_max, KAFKA_READ_WAIT_MS).await?;
+            if !records.is_empty() {
+                return Ok(records.into_iter().map(|r| r.into_log_record()).collect());
+            }
         }
+        Ok(Vec::new())
     }
 
     /// Records from `from`, waiting until there are some; empty once `shutdown` is true.

@@ -14,7 +14,9 @@ use std::path::Path;
 use anyhow::Context;
 use turnstile_journal::{outcome_json, Journal, JournalLocation};
 use turnstile_log::EmbeddedLog;
+use turnstile_log_kafka::{KafkaLogConfig, KafkaPartitionReader};
 use turnstile_processors::runtime::decode_record;
+use turnstile_processors::runtime::PartitionReader;
 use turnstile_processors::PartitionState;
 use turnstile_schemas::LogPosition;
 
@@ -90,13 +92,50 @@ pub async fn audit_data_dir(
         .with_context(|| format!("cannot open the journal ({location})"))?;
     let log = EmbeddedLog::open_read_only(&log_dir(data_dir))
         .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
-    let report = audit(&journal, &log).await;
+    let report = audit(&journal, &AuditedLog::Embedded(log)).await;
     journal.close().await;
     report
 }
 
+/// Audits a Kafka topic against its journal (both may be in use).
+pub async fn audit_kafka(
+    kafka: KafkaLogConfig,
+    journal: &JournalLocation,
+) -> anyhow::Result<AuditReport> {
+    let location = journal;
+    let journal = Journal::open_read_only(location)
+        .await
+        .with_context(|| format!("cannot open the journal ({location})"))?;
+    let report = audit(&journal, &AuditedLog::Kafka(kafka)).await;
+    journal.close().await;
+    report
+}
+
+/// The log an audit replays.
+pub enum AuditedLog {
+    /// The embedded log of a data directory.
+    Embedded(EmbeddedLog),
+    /// A Kafka topic, read partition by partition from offset 0 (never joining the group).
+    Kafka(KafkaLogConfig),
+}
+
+impl AuditedLog {
+    fn reader(&self, partition: u32) -> anyhow::Result<PartitionReader> {
+        Ok(match self {
+            AuditedLog::Embedded(log) => PartitionReader::Embedded(log.clone()),
+            AuditedLog::Kafka(kafka) => PartitionReader::Kafka {
+                reader: KafkaPartitionReader::open(kafka, partition, 0).with_context(|| {
+                    format!("cannot read partition {partition} of {}", kafka.topic)
+                })?,
+                partitions: kafka.partitions,
+                group: None,
+            },
+        })
+    }
+}
+
 /// Audits a journal against the log it was decided from.
-pub async fn audit(journal: &Journal, log: &EmbeddedLog) -> anyhow::Result<AuditReport> {
+pub async fn audit(journal: &Journal, log: &AuditedLog) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport::default();
     for breach in journal.limit_breaches().await? {
         let who = breach
@@ -116,7 +155,7 @@ pub async fn audit(journal: &Journal, log: &EmbeddedLog) -> anyhow::Result<Audit
     for lease in journal.partitions().await? {
         replay_partition(
             journal,
-            log,
+            &mut log.reader(lease.partition)?,
             lease.partition,
             lease.next_offset,
             &mut report,
@@ -128,12 +167,12 @@ pub async fn audit(journal: &Journal, log: &EmbeddedLog) -> anyhow::Result<Audit
 
 async fn replay_partition(
     journal: &Journal,
-    log: &EmbeddedLog,
+    log: &mut PartitionReader,
     partition: u32,
     decided_until: u64,
     report: &mut AuditReport,
 ) -> anyhow::Result<()> {
-    let log_end = log.end_offset(partition);
+    let log_end = log.end_offset(partition).await?;
     if decided_until > log_end {
         report.problem(format!(
             "partition {partition}: journal decided up to offset {decided_until}, but the log ends at {log_end}"
@@ -153,7 +192,7 @@ async fn replay_partition(
     let mut offset = 0;
     while offset < decided_until {
         let wanted = ((decided_until - offset) as usize).min(REPLAY_BATCH_RECORDS_MAX);
-        let records = log.read_now(partition, offset, wanted)?;
+        let records = log.read_available(partition, offset, wanted).await?;
         anyhow::ensure!(
             !records.is_empty(),
             "log partition {partition} has no record at offset {offset}"

@@ -80,6 +80,12 @@ enum Commands {
         data_dir: PathBuf,
         #[command(flatten)]
         journal: JournalArgs,
+        /// With a Kafka log: replay its topic instead of the data directory's log.
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// The Kafka topic's partition count (the embedded log knows its own).
+        #[arg(long, env = "TURNSTILE_PARTITIONS", default_value_t = 4)]
+        partitions: u32,
     },
     /// List dead-lettered log records, or replay one, through a running edge.
     ///
@@ -308,8 +314,17 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Demo(args) => demo::run(args).await,
         Commands::Load(args) => load::run(args).await,
         Commands::Dlq(args) => dlq::run(args).await,
-        Commands::Audit { data_dir, journal } => {
-            let report = audit::audit_data_dir(&data_dir, &journal.location(&data_dir)).await?;
+        Commands::Audit {
+            data_dir,
+            journal,
+            kafka,
+            partitions,
+        } => {
+            let journal = journal.location(&data_dir);
+            let report = match kafka.config(partitions) {
+                Some(kafka) => audit::audit_kafka(kafka, &journal).await?,
+                None => audit::audit_data_dir(&data_dir, &journal).await?,
+            };
             print!("{report}");
             Ok(if report.passed() {
                 ExitCode::SUCCESS

@@ -87,22 +87,36 @@ async fn decided(http: &reqwest::Client, edge: &Server, key: &str) -> Value {
 struct Shared {
     _broker: Tansu,
     _schema: PostgresSchema,
-    args: Vec<String>,
+    /// Where the log and the journal are: what `serve` and `audit` both take.
+    log_args: Vec<String>,
+    /// What only `serve` takes.
+    serve_args: Vec<String>,
 }
 
 impl Shared {
     fn new() -> Shared {
         let broker = Tansu::start();
         let schema = PostgresSchema::new();
-        let args = [
+        let log_args = [
             &schema.journal_args()[..],
             &["--kafka-brokers", &broker.brokers],
             &["--kafka-topic", &format!("commands-{}", schema.name)],
-            &["--kafka-group", &format!("processors-{}", schema.name)],
+            &["--partitions", "4"],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        let serve_args = [
+            &["--kafka-group", &format!("processors-{}", schema.name)][..],
             // Short sessions so a frozen process loses its partitions in seconds; a short
             // wait budget so claims made while the group rebalances answer 202 at once.
-            &["--kafka-session-timeout-ms", "6000", "--partitions", "4"],
-            &["--wait-budget-ms", "300"],
+            &[
+                "--kafka-session-timeout-ms",
+                "6000",
+                "--wait-budget-ms",
+                "300",
+            ],
         ]
         .concat()
         .into_iter()
@@ -111,12 +125,29 @@ impl Shared {
         Shared {
             _broker: broker,
             _schema: schema,
-            args,
+            log_args,
+            serve_args,
         }
     }
 
+    /// The arguments of `turnstile serve`.
     fn args(&self) -> Vec<&str> {
-        self.args.iter().map(String::as_str).collect()
+        self.log_args
+            .iter()
+            .chain(&self.serve_args)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// `turnstile audit` of the topic against the journal: asserts it passes.
+    fn assert_audit_passes(&self) {
+        let args: Vec<&str> = ["audit"]
+            .into_iter()
+            .chain(self.log_args.iter().map(String::as_str))
+            .collect();
+        let (passed, report) = common::run_turnstile(&args);
+        assert!(passed, "{report}");
+        assert!(report.contains("byte for byte"), "{report}");
     }
 }
 
@@ -197,6 +228,7 @@ async fn two_processes_share_a_topic_and_a_journal_and_hand_over_cleanly() {
     a.terminate();
     answers.extend(claim(&http, &[&b], 60..90).await);
     let coupons = check_answers(&http, &b, &answers).await;
+    shared.assert_audit_passes();
     // (The edges' own issued counts are not compared: each counts what its processors
     // committed plus what it read when it learned the campaign; shared counts come with
     // the Redis edge state.)
@@ -326,6 +358,7 @@ async fn sigkill_of_either_process_loses_nothing_acknowledged() {
         "oversold: {} grants",
         granted.len()
     );
+    shared.assert_audit_passes();
     for server in servers {
         server.terminate();
     }
