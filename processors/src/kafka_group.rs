@@ -13,7 +13,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use turnstile_journal::Journal;
-use turnstile_log_kafka::{GroupEvent, KafkaGroupMember, KafkaLogConfig, KafkaPartitionReader};
+use turnstile_log_kafka::{
+    GroupEvent, GroupHandle, KafkaGroupMember, KafkaLogConfig, KafkaPartitionReader,
+};
 
 use crate::runtime::{
     supervise, DecisionListener, Error, PartitionProcessor, PartitionReader, ProcessorConfig,
@@ -84,7 +86,7 @@ struct PartitionContext<L> {
     journal: Journal,
     listener: Arc<L>,
     config: ProcessorConfig,
-    group: turnstile_log_kafka::GroupHandle,
+    group: GroupHandle,
 }
 
 async fn process_partition<L: DecisionListener>(

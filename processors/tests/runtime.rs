@@ -101,12 +101,22 @@ impl Fixture {
         partition: u32,
         listener: &Arc<Recorder>,
     ) -> PartitionProcessor<Recorder> {
+        self.processor_with(partition, listener, ProcessorConfig::default())
+            .await
+    }
+
+    async fn processor_with<L: DecisionListener>(
+        &self,
+        partition: u32,
+        listener: &Arc<L>,
+        config: ProcessorConfig,
+    ) -> PartitionProcessor<L> {
         PartitionProcessor::recover(
             partition,
             PartitionReader::Embedded(self.log.clone()),
             self.journal.clone(),
             listener.clone(),
-            ProcessorConfig::default(),
+            config,
         )
         .await
         .unwrap()
@@ -275,22 +285,11 @@ async fn every_batch_is_reported_with_its_range_even_one_with_only_dead_letters(
         .await
         .unwrap();
     let heard = Arc::new(RangeRecorder::default());
-    let config = ProcessorConfig {
-        batch_commands_max: 2,
-        ..ProcessorConfig::default()
-    };
-    PartitionProcessor::recover(
-        0,
-        PartitionReader::Embedded(f.log.clone()),
-        f.journal.clone(),
-        heard.clone(),
-        config,
-    )
-    .await
-    .unwrap()
-    .catch_up()
-    .await
-    .unwrap();
+    f.processor_with(0, &heard, two_per_batch())
+        .await
+        .catch_up()
+        .await
+        .unwrap();
     let range = |from_offset, next_offset| BatchRange {
         partition: 0,
         from_offset,
@@ -305,21 +304,17 @@ async fn every_batch_is_reported_with_its_range_even_one_with_only_dead_letters(
         .await
         .unwrap();
     heard.0.lock().unwrap().clear();
-    let config = ProcessorConfig {
+    f.processor_with(0, &heard, two_per_batch())
+        .await
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(*heard.0.lock().unwrap(), vec![(range(4, 6), 0)]);
+}
+
+fn two_per_batch() -> ProcessorConfig {
+    ProcessorConfig {
         batch_commands_max: 2,
         ..ProcessorConfig::default()
-    };
-    PartitionProcessor::recover(
-        0,
-        PartitionReader::Embedded(f.log.clone()),
-        f.journal.clone(),
-        heard.clone(),
-        config,
-    )
-    .await
-    .unwrap()
-    .catch_up()
-    .await
-    .unwrap();
-    assert_eq!(*heard.0.lock().unwrap(), vec![(range(4, 6), 0)]);
+    }
 }
