@@ -446,7 +446,10 @@ fn campaign_summaries(decided: &[Decided]) -> Vec<(&str, CampaignSummary)> {
             Decision::Rejected {
                 reason: Rejection::SoldOut,
             } => summary.rejected_sold_out = true,
-            Decision::CouponRedeemed { .. } | Decision::Rejected { .. } => {}
+            Decision::CouponRedeemed { .. }
+            | Decision::CouponExpired { .. }
+            | Decision::CouponExpiring { .. }
+            | Decision::Rejected { .. } => {}
         }
     }
     order

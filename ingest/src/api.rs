@@ -25,6 +25,7 @@ use serde_json::json;
 use turnstile_edge_state::GateAnswer;
 use turnstile_log::partition_for;
 use turnstile_processors::runtime::Decided;
+use turnstile_schemas::coupon::TIMER_REQUEST_PREFIX;
 use turnstile_schemas::{
     validate_id, CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope,
     LogPosition, Outcome, ENVELOPE_VERSION,
@@ -224,6 +225,10 @@ struct CouponView {
     time_zone: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     redeemed_at: Option<String>,
+    /// When the expiry timer took effect (the coupon is archived as expired). A coupon past
+    /// its validity whose timer has not fired yet is `expired` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_at: Option<String>,
 }
 
 async fn user_coupons(
@@ -241,10 +246,12 @@ async fn user_coupons(
     let coupons: Vec<CouponView> = rows
         .into_iter()
         .map(|row| {
-            let state = match row.redeemed_at {
-                Some(_) => "redeemed",
-                None if now >= row.expires_at => "expired",
-                None => "active",
+            let state = if row.redeemed_at.is_some() {
+                "redeemed"
+            } else if row.expired_at.is_some() || now >= row.expires_at {
+                "expired"
+            } else {
+                "active"
             };
             let expires_at_local = match row.campaign.time_zone.parse::<chrono_tz::Tz>() {
                 Ok(tz) => row
@@ -264,6 +271,9 @@ async fn user_coupons(
                 time_zone: row.campaign.time_zone,
                 redeemed_at: row
                     .redeemed_at
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                expired_at: row
+                    .expired_at
                     .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             }
         })
@@ -367,7 +377,10 @@ fn answer(outcome: &Outcome, first: bool) -> Answer {
         Decision::Rejected { reason } => {
             return Err(Failure::rejected(*reason, Some(Box::new(outcome.clone()))))
         }
-        Decision::CouponRedeemed { .. } => StatusCode::OK,
+        // Timer outcomes are only read back through the status route.
+        Decision::CouponRedeemed { .. }
+        | Decision::CouponExpired { .. }
+        | Decision::CouponExpiring { .. } => StatusCode::OK,
         Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } if first => {
             StatusCode::CREATED
         }
@@ -416,6 +429,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
     })?;
     validate_id("Idempotency-Key", key)
         .map_err(|m| Failure::bad_request("invalid_idempotency_key", m))?;
+    if key.starts_with(TIMER_REQUEST_PREFIX) {
+        return Err(Failure::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Keys starting with {TIMER_REQUEST_PREFIX:?} are reserved for the expiry scheduler's timers"),
+        )
+        .fix("choose a key with another beginning"));
+    }
     Ok(key.to_string())
 }
 

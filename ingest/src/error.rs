@@ -128,6 +128,11 @@ fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'stat
             None,
         ),
         CouponExpired => (StatusCode::GONE, "this coupon has expired", None),
+        NotDueYet => (
+            StatusCode::CONFLICT,
+            "a timer command was logged before its due time",
+            Some("timer commands are written by the expiry scheduler, not by callers"),
+        ),
     }
 }
 

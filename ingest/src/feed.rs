@@ -220,7 +220,10 @@ impl OutcomeFeed {
                     };
                 }
             }
-            Decision::CouponRedeemed { .. } | Decision::Rejected { .. } => {}
+            Decision::CouponRedeemed { .. }
+            | Decision::CouponExpired { .. }
+            | Decision::CouponExpiring { .. }
+            | Decision::Rejected { .. } => {}
         }
     }
 }

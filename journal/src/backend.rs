@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use turnstile_schemas::Outcome;
 
 use crate::{
     BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
-    PostgresJournal, SqliteJournal, StoredOutcome,
+    PostgresJournal, SqliteJournal, StoredOutcome, TimerRow,
 };
 
 /// Where a journal lives.
@@ -187,6 +188,21 @@ impl Journal {
     /// Closes every connection.
     pub async fn close(&self) {
         on_backend!(self, j => j.close().await)
+    }
+
+    /// Up to `limit` timers due at `now` or before, in due order, after `after`.
+    pub async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&TimerRow>,
+        limit: u32,
+    ) -> Result<Vec<TimerRow>, Error> {
+        on_backend!(self, j => j.due_timers(now, after, limit).await)
+    }
+
+    /// Timers not yet taken effect, and when the next is due.
+    pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+        on_backend!(self, j => j.pending_timers().await)
     }
 }
 

@@ -25,7 +25,7 @@ pub mod sqlite;
 
 pub use backend::{Journal, JournalLocation};
 pub use postgres::PostgresJournal;
-pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome};
+pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome, TimerRow};
 pub use sqlite::SqliteJournal;
 
 use turnstile_schemas::Outcome;

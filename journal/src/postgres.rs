@@ -25,12 +25,15 @@ use turnstile_schemas::Outcome;
 use crate::load::OutcomeLoader;
 use crate::rows::{
     decision_status, outcome_json, parse_json, stored_time, CampaignColumns, CampaignRow,
-    CouponRow, LimitBreach, Projections, StoredOutcome,
+    CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns, TimerRow,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
 /// Migrations in order; `journal_migrations` records each one applied, in its transaction.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_journal.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_journal.sql"),
+    include_str!("../migrations/postgres/0002_timers.sql"),
+];
 
 /// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
 /// a migration takes milliseconds, and a fixed key needs no hash that every build of
@@ -287,7 +290,7 @@ impl PostgresJournal {
     pub async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error> {
         let rows = sqlx::query(
             "SELECT k.coupon_id, k.campaign_id, k.user_id, k.issued_at, k.expires_at,
-                    k.redeemed_at, c.spec
+                    k.redeemed_at, k.expired_at, c.spec
              FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
              WHERE k.user_id = $1 ORDER BY k.issued_at, k.coupon_id",
         )
@@ -303,6 +306,7 @@ impl PostgresJournal {
                     issued_at: row.try_get("issued_at")?,
                     expires_at: row.try_get("expires_at")?,
                     redeemed_at: row.try_get("redeemed_at")?,
+                    expired_at: row.try_get("expired_at")?,
                     campaign: parse_json(&row.try_get::<String, _>("spec")?)?,
                 })
             })
@@ -406,6 +410,46 @@ impl PostgresJournal {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Up to `limit` timers due at `now` or before, in due order, after `after` (a
+    /// `(due_at, resource_id, timer_id)` position from an earlier page, if any).
+    pub async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&TimerRow>,
+        limit: u32,
+    ) -> Result<Vec<TimerRow>, Error> {
+        let query = match after {
+            None => sqlx::query_as::<_, TimerColumns>(
+                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+                 FROM timers WHERE due_at <= $1
+                 ORDER BY due_at, resource_id, timer_id LIMIT $2",
+            )
+            .bind(stored_time(&now))
+            .bind(i64::from(limit)),
+            Some(timer) => sqlx::query_as::<_, TimerColumns>(
+                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+                 FROM timers WHERE due_at <= $1 AND (due_at, resource_id, timer_id) > ($3, $4, $5)
+                 ORDER BY due_at, resource_id, timer_id LIMIT $2",
+            )
+            .bind(stored_time(&now))
+            .bind(i64::from(limit))
+            .bind(stored_time(&timer.due_at))
+            .bind(timer.resource_id.as_str())
+            .bind(timer.timer_id.as_str()),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.into_iter().map(TimerRow::from_columns).collect()
+    }
+
+    /// Timers not yet taken effect, and when the next is due.
+    pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+        let (count, next): (i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT count(*), min(due_at) FROM timers")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((count as u64, next))
     }
 
     /// Closes the connections.
@@ -583,6 +627,10 @@ async fn insert_projections(tx: &mut Tx<'_>, projections: &Projections<'_>) -> R
     if !projections.redeems.is_empty() {
         update_redeems(tx, &projections.redeems).await?;
     }
+    if !projections.expiries.is_empty() {
+        update_expiries(tx, &projections.expiries).await?;
+    }
+    write_timers(tx, projections).await?;
     let outbox = &projections.outbox;
     if !outbox.is_empty() {
         sqlx::query(
@@ -592,6 +640,65 @@ async fn insert_projections(tx: &mut Tx<'_>, projections: &Projections<'_>) -> R
         .bind(column(outbox, |o| i64::from(o.position.partition)))
         .bind(column(outbox, |o| o.position.offset as i64))
         .bind(column(outbox, |o| decision_status(&o.decision)))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks the batch's expired coupons; each must be there, unredeemed and unexpired.
+async fn update_expiries(
+    tx: &mut Tx<'_>,
+    expiries: &[(&str, &DateTime<Utc>)],
+) -> Result<(), Error> {
+    let updated = sqlx::query(
+        "UPDATE coupons k SET expired_at = e.expired_at
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS e (coupon_id, expired_at)
+         WHERE k.coupon_id = e.coupon_id AND k.expired_at IS NULL AND k.redeemed_at IS NULL",
+    )
+    .bind(column(expiries, |(coupon_id, _)| *coupon_id))
+    .bind(column(expiries, |(_, at)| stored_time(at)))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated != expiries.len() as u64 {
+        return Err(Error::Corrupt(format!(
+            "{} of {} expiries found no unredeemed, unexpired coupon row",
+            expiries.len() as u64 - updated,
+            expiries.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Adds the timers the batch's grants need and deletes those whose command it decided.
+async fn write_timers(tx: &mut Tx<'_>, projections: &Projections<'_>) -> Result<(), Error> {
+    let timers = &projections.timers;
+    if !timers.is_empty() {
+        sqlx::query(
+            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
+                                  $5::text[], $6::text[], $7::text[])",
+        )
+        .bind(column(timers, |t| t.resource_id.as_str()))
+        .bind(column(timers, |t| t.timer_id.as_str()))
+        .bind(column(timers, |t| i64::from(t.partition)))
+        .bind(column(timers, |t| stored_time(&t.due_at)))
+        .bind(column(timers, |t| t.user_id.as_str()))
+        .bind(column(timers, TimerRow::kind))
+        .bind(column(timers, TimerRow::coupon_id))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let fired = &projections.fired_timers;
+    if !fired.is_empty() {
+        sqlx::query(
+            "DELETE FROM timers t
+             USING UNNEST($1::text[], $2::text[]) AS f (resource_id, timer_id)
+             WHERE t.resource_id = f.resource_id AND t.timer_id = f.timer_id",
+        )
+        .bind(column(fired, |(resource_id, _)| *resource_id))
+        .bind(column(fired, |(_, timer_id)| *timer_id))
         .execute(&mut **tx)
         .await?;
     }

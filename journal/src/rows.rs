@@ -5,7 +5,7 @@
 //! journal moved from one backend to the other must read back identically.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use turnstile_schemas::{CampaignSpec, Coupon, Decision, Outcome};
+use turnstile_schemas::{CampaignSpec, CommandKind, Coupon, CouponCommand, Decision, Outcome};
 
 use crate::{BatchCommit, Error};
 
@@ -37,9 +37,103 @@ pub struct CouponRow {
     pub expires_at: DateTime<Utc>,
     /// When it was redeemed, if it was.
     pub redeemed_at: Option<DateTime<Utc>>,
+    /// When its expiry took effect, if it has.
+    pub expired_at: Option<DateTime<Utc>>,
     /// The campaign's rules (title, time zone).
     pub campaign: CampaignSpec,
 }
+
+/// A timer: a command due at a time, written back into the log by the expiry scheduler
+/// (`docs/exactly-once.md`, rules 27–32).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRow {
+    /// The resource the command acts on.
+    pub resource_id: String,
+    /// The command's request id, unique per resource.
+    pub timer_id: String,
+    /// The resource's partition.
+    pub partition: u32,
+    /// When the command is due; it is stamped with this as its `submitted_at`.
+    pub due_at: DateTime<Utc>,
+    /// The command's user (the coupon's holder).
+    pub user_id: String,
+    /// The command.
+    pub command: CouponCommand,
+}
+
+impl TimerRow {
+    /// The timers a granted coupon needs: its expiry, and the reminder the day before when
+    /// that falls after the issue.
+    pub fn of_grant(outcome: &Outcome, coupon: &Coupon) -> Vec<TimerRow> {
+        let timer = |command: CouponCommand, due_at| TimerRow {
+            resource_id: outcome.resource_id.clone(),
+            timer_id: command
+                .timer_request_id()
+                .expect("expire and remind are timer commands"),
+            partition: outcome.position.partition,
+            due_at,
+            user_id: coupon.user_id.clone(),
+            command,
+        };
+        let coupon_id = || coupon.coupon_id.clone();
+        let mut timers = vec![timer(
+            CouponCommand::Expire {
+                coupon_id: coupon_id(),
+            },
+            coupon.expires_at,
+        )];
+        if let Some(due) = coupon.reminder_due() {
+            timers.push(timer(
+                CouponCommand::RemindExpiry {
+                    coupon_id: coupon_id(),
+                },
+                due,
+            ));
+        }
+        timers
+    }
+
+    /// The `kind` column.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.command {
+            CouponCommand::Expire { .. } => "expire",
+            CouponCommand::RemindExpiry { .. } => "remind_expiry",
+            _ => unreachable!("timers carry timer commands only"),
+        }
+    }
+
+    /// The `coupon_id` column.
+    pub(crate) fn coupon_id(&self) -> &str {
+        match &self.command {
+            CouponCommand::Expire { coupon_id } | CouponCommand::RemindExpiry { coupon_id } => {
+                coupon_id
+            }
+            _ => unreachable!("timers carry timer commands only"),
+        }
+    }
+
+    /// A row from its stored columns.
+    pub(crate) fn from_columns(
+        (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id): TimerColumns,
+    ) -> Result<Self, Error> {
+        let command = match kind.as_str() {
+            "expire" => CouponCommand::Expire { coupon_id },
+            "remind_expiry" => CouponCommand::RemindExpiry { coupon_id },
+            other => return Err(Error::Corrupt(format!("unknown timer kind {other:?}"))),
+        };
+        Ok(TimerRow {
+            resource_id,
+            timer_id,
+            partition: partition as u32,
+            due_at,
+            user_id,
+            command,
+        })
+    }
+}
+
+/// A timer as both backends select it (times already parsed).
+pub(crate) type TimerColumns = (String, String, i64, DateTime<Utc>, String, String, String);
 
 /// An outcome row as stored, for the audit's byte-for-byte comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +169,12 @@ pub(crate) struct Projections<'a> {
     pub coupons: Vec<(&'a Outcome, &'a Coupon)>,
     /// Redeemed coupons: `(coupon_id, redeemed_at)`. Each must find its coupon unredeemed.
     pub redeems: Vec<(&'a str, &'a DateTime<Utc>)>,
+    /// Expired coupons: `(coupon_id, expired_at)`. Each must find its coupon unexpired.
+    pub expiries: Vec<(&'a str, &'a DateTime<Utc>)>,
+    /// Timers the batch's grants need.
+    pub timers: Vec<TimerRow>,
+    /// Timers whose command the batch decided: `(resource_id, timer_id)`, to delete.
+    pub fired_timers: Vec<(&'a str, &'a str)>,
     /// Every state-changing outcome, in log order: work for the sinks.
     pub outbox: Vec<&'a Outcome>,
 }
@@ -84,13 +184,32 @@ impl<'a> Projections<'a> {
     pub fn of(batch: &'a BatchCommit) -> Self {
         let mut projections = Projections::default();
         for outcome in batch.outcomes.iter().map(AsRef::as_ref) {
+            if matches!(
+                outcome.command,
+                CommandKind::Expire | CommandKind::RemindExpiry
+            ) {
+                // Fired and decided, whatever the decision: the timer has taken effect.
+                projections
+                    .fired_timers
+                    .push((&outcome.resource_id, &outcome.request_id));
+            }
             match &outcome.decision {
                 Decision::CampaignCreated { spec } => projections.campaigns.push((outcome, spec)),
-                Decision::CouponGranted { coupon } => projections.coupons.push((outcome, coupon)),
+                Decision::CouponGranted { coupon } => {
+                    projections.coupons.push((outcome, coupon));
+                    projections
+                        .timers
+                        .extend(TimerRow::of_grant(outcome, coupon));
+                }
                 Decision::CouponRedeemed {
                     coupon_id,
                     redeemed_at,
                 } => projections.redeems.push((coupon_id, redeemed_at)),
+                Decision::CouponExpired {
+                    coupon_id,
+                    expired_at,
+                } => projections.expiries.push((coupon_id, expired_at)),
+                Decision::CouponExpiring { .. } => {}
                 Decision::Rejected { .. } => continue,
             }
             projections.outbox.push(outcome);
@@ -127,6 +246,9 @@ pub(crate) fn decision_status(decision: &Decision) -> &'static str {
         Decision::CampaignCreated { .. } => "campaign_created",
         Decision::CouponGranted { .. } => "coupon_granted",
         Decision::CouponRedeemed { .. } => "coupon_redeemed",
+        // Not "coupon_expired": that is the code of a rejected redeem.
+        Decision::CouponExpired { .. } => "coupon_expiry",
+        Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
         Decision::Rejected { reason } => reason.code(),
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -17,7 +18,7 @@ use turnstile_schemas::Outcome;
 
 use crate::rows::{
     decision_status, outcome_json, parse_json, parse_time, time_text, CampaignColumns, CampaignRow,
-    CouponRow, LimitBreach, Projections, StoredOutcome,
+    CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -25,6 +26,7 @@ use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_journal.sql"),
     include_str!("../migrations/0002_sink_progress.sql"),
+    include_str!("../migrations/0003_timers.sql"),
 ];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
@@ -241,7 +243,7 @@ impl SqliteJournal {
     pub async fn coupons_of_user(&self, user_id: &str) -> Result<Vec<CouponRow>, Error> {
         let rows = sqlx::query(
             "SELECT k.coupon_id, k.campaign_id, k.user_id, k.issued_at, k.expires_at,
-                    k.redeemed_at, c.spec
+                    k.redeemed_at, k.expired_at, c.spec
              FROM coupons k JOIN campaigns c ON c.campaign_id = k.campaign_id
              WHERE k.user_id = ? ORDER BY k.issued_at, k.coupon_id",
         )
@@ -251,6 +253,7 @@ impl SqliteJournal {
         rows.iter()
             .map(|row| {
                 let redeemed_at: Option<String> = row.try_get("redeemed_at")?;
+                let expired_at: Option<String> = row.try_get("expired_at")?;
                 Ok(CouponRow {
                     coupon_id: row.try_get("coupon_id")?,
                     campaign_id: row.try_get("campaign_id")?,
@@ -258,6 +261,7 @@ impl SqliteJournal {
                     issued_at: parse_time(&row.try_get::<String, _>("issued_at")?)?,
                     expires_at: parse_time(&row.try_get::<String, _>("expires_at")?)?,
                     redeemed_at: redeemed_at.as_deref().map(parse_time).transpose()?,
+                    expired_at: expired_at.as_deref().map(parse_time).transpose()?,
                     campaign: parse_json(&row.try_get::<String, _>("spec")?)?,
                 })
             })
@@ -362,6 +366,59 @@ impl SqliteJournal {
         Ok(())
     }
 
+    /// Up to `limit` timers due at `now` or before, in due order, after `after` (a
+    /// `(due_at, resource_id, timer_id)` position from an earlier page, if any).
+    pub async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&TimerRow>,
+        limit: u32,
+    ) -> Result<Vec<TimerRow>, Error> {
+        let (after_due, after_resource, after_timer) = match after {
+            Some(timer) => (
+                time_text(&timer.due_at),
+                timer.resource_id.as_str(),
+                timer.timer_id.as_str(),
+            ),
+            None => (String::new(), "", ""),
+        };
+        let rows: Vec<(String, String, i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+             FROM timers
+             WHERE due_at <= ? AND (due_at, resource_id, timer_id) > (?, ?, ?)
+             ORDER BY due_at, resource_id, timer_id LIMIT ?",
+        )
+        .bind(time_text(&now))
+        .bind(after_due)
+        .bind(after_resource)
+        .bind(after_timer)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(resource, timer, partition, due, user, kind, coupon)| {
+                TimerRow::from_columns((
+                    resource,
+                    timer,
+                    partition,
+                    parse_time(&due)?,
+                    user,
+                    kind,
+                    coupon,
+                ))
+            })
+            .collect()
+    }
+
+    /// Timers not yet taken effect, and when the next is due.
+    pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+        let (count, next): (i64, Option<String>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(due_at) FROM timers")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok((count as u64, next.as_deref().map(parse_time).transpose()?))
+    }
+
     /// Closes the connections.
     pub async fn close(&self) {
         self.writer.close().await;
@@ -461,6 +518,44 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
                 "redeem of {coupon_id} found no unredeemed coupon row"
             )));
         }
+    }
+    for (coupon_id, expired_at) in &projections.expiries {
+        let updated = sqlx::query(
+            "UPDATE coupons SET expired_at = ?
+             WHERE coupon_id = ? AND expired_at IS NULL AND redeemed_at IS NULL",
+        )
+        .bind(time_text(expired_at))
+        .bind(coupon_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(Error::Corrupt(format!(
+                "expiry of {coupon_id} found no unredeemed, unexpired coupon row"
+            )));
+        }
+    }
+    for chunk in projections.timers.chunks(INSERT_ROWS_MAX) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id) ",
+        );
+        insert.push_values(chunk, |mut row, timer| {
+            row.push_bind(timer.resource_id.as_str())
+                .push_bind(timer.timer_id.as_str())
+                .push_bind(timer.partition as i64)
+                .push_bind(time_text(&timer.due_at))
+                .push_bind(timer.user_id.as_str())
+                .push_bind(timer.kind())
+                .push_bind(timer.coupon_id());
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    for (resource_id, timer_id) in &projections.fired_timers {
+        sqlx::query("DELETE FROM timers WHERE resource_id = ? AND timer_id = ?")
+            .bind(resource_id)
+            .bind(timer_id)
+            .execute(&mut **tx)
+            .await?;
     }
     for chunk in projections.outbox.chunks(INSERT_ROWS_MAX) {
         let mut insert =

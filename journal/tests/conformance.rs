@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::{PostgresFixture, SqliteFixture};
 use turnstile_journal::{
     BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
-    PostgresJournal, SqliteJournal, StoredOutcome,
+    PostgresJournal, SqliteJournal, StoredOutcome, TimerRow,
 };
 use turnstile_schemas::{
     CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
@@ -50,6 +50,13 @@ trait Journal {
         next_offset: u64,
     ) -> Result<(), Error>;
     async fn close(&self);
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&TimerRow>,
+        limit: u32,
+    ) -> Result<Vec<TimerRow>, Error>;
+    async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error>;
 }
 
 macro_rules! delegate_journal {
@@ -117,6 +124,17 @@ macro_rules! delegate_journal {
             async fn close(&self) {
                 <$backend>::close(self).await
             }
+            async fn due_timers(
+                &self,
+                now: DateTime<Utc>,
+                after: Option<&TimerRow>,
+                limit: u32,
+            ) -> Result<Vec<TimerRow>, Error> {
+                <$backend>::due_timers(self, now, after, limit).await
+            }
+            async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+                <$backend>::pending_timers(self).await
+            }
         }
     };
 }
@@ -163,6 +181,7 @@ conformance!(
     sink_progress_is_kept_per_sink_and_partition,
     limit_breaches_are_reported,
     a_batch_of_thousands_commits_whole,
+    timers_come_with_grants_and_go_with_their_outcomes,
 );
 
 /// The audit compares stored outcome JSON byte for byte, and a journal may move from one
@@ -357,6 +376,7 @@ async fn batch_round_trips_through_every_lookup(journal: &impl Journal) {
             issued_at: at(1),
             expires_at: at(86_400),
             redeemed_at: Some(at(12)),
+            expired_at: None,
             campaign: spec(2, 1),
         }]
     );
@@ -537,6 +557,83 @@ async fn a_batch_of_thousands_commits_whole(journal: &impl Journal) {
 }
 
 // ---- helpers ----
+
+async fn timers_come_with_grants_and_go_with_their_outcomes(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    // Alice's coupon is valid for three days, so it gets a reminder the day before; Bob's
+    // expires within a day of issue and gets none.
+    let mut alice = grant(0, 1, "drop", 1, "alice");
+    if let Decision::CouponGranted { coupon } = &mut alice.decision {
+        coupon.expires_at = at(3 * 86_400);
+    }
+    let bob = grant(0, 2, "drop", 2, "bob");
+    let created = vec![campaign(0, 0, "drop", 10, 1), alice, bob];
+    journal.commit(&batch(lease, 3, created)).await.unwrap();
+    assert_eq!(
+        journal.pending_timers().await.unwrap(),
+        (3, Some(at(86_400)))
+    );
+
+    let due = |seconds| journal.due_timers(at(seconds), None, 10);
+    assert_eq!(due(86_400 - 1).await.unwrap(), []);
+    let all = due(3 * 86_400).await.unwrap();
+    let described: Vec<(&str, DateTime<Utc>, &str)> = all
+        .iter()
+        .map(|t| (t.timer_id.as_str(), t.due_at, t.user_id.as_str()))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("timer:expire:drop-2", at(86_400), "bob"),
+            ("timer:remind:drop-1", at(2 * 86_400), "alice"),
+            ("timer:expire:drop-1", at(3 * 86_400), "alice"),
+        ]
+    );
+    assert!(all
+        .iter()
+        .all(|t| t.partition == 0 && t.resource_id == "drop"));
+    // Pages continue after the last timer of the previous page.
+    let second_page = journal
+        .due_timers(at(3 * 86_400), Some(&all[0]), 1)
+        .await
+        .unwrap();
+    assert_eq!(second_page, [all[1].clone()]);
+
+    // Bob's expiry fires and is decided: its timer goes and his coupon reads as expired.
+    let mut expired = outcome(
+        0,
+        3,
+        "drop",
+        "bob",
+        CommandKind::Expire,
+        Decision::CouponExpired {
+            coupon_id: "drop-2".into(),
+            expired_at: at(86_400),
+        },
+    );
+    expired.request_id = "timer:expire:drop-2".into();
+    // Alice's reminder fires too early and is rejected: its timer goes all the same, since
+    // a timer command has exactly one outcome.
+    let mut early = rejected(0, 4, "drop", "alice", Rejection::NotDueYet);
+    early.request_id = "timer:remind:drop-1".into();
+    early.command = CommandKind::RemindExpiry;
+    journal
+        .commit(&batch(lease_at(lease, 3), 5, vec![expired, early]))
+        .await
+        .unwrap();
+    let left = due(3 * 86_400).await.unwrap();
+    assert_eq!(left, [all[2].clone()]);
+    assert_eq!(
+        journal.pending_timers().await.unwrap(),
+        (1, Some(at(3 * 86_400)))
+    );
+    let bobs = journal.coupons_of_user("bob").await.unwrap();
+    assert_eq!(bobs[0].expired_at, Some(at(86_400)));
+    assert_eq!(
+        journal.coupons_of_user("alice").await.unwrap()[0].expired_at,
+        None
+    );
+}
 
 async fn assert_nothing_written(journal: &impl Journal, partition: u32) {
     assert_eq!(journal.stored_outcomes(partition).await.unwrap(), []);

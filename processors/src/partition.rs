@@ -102,6 +102,12 @@ impl PartitionState {
             (CouponCommand::Redeem { coupon_id }, Some(campaign)) => {
                 campaign.redeem(&envelope.user_id, coupon_id, now)
             }
+            (CouponCommand::Expire { coupon_id }, Some(campaign)) => {
+                campaign.expire(coupon_id, now)
+            }
+            (CouponCommand::RemindExpiry { coupon_id }, Some(campaign)) => {
+                campaign.remind_expiry(coupon_id, now)
+            }
             (_, None) => Verdict::Rejected(Rejection::UnknownCampaign),
         };
         let user = resource.store_user(&envelope.user_id, verdict);
@@ -145,6 +151,14 @@ impl PartitionState {
             Verdict::CouponRedeemed { sequence } => Decision::CouponRedeemed {
                 coupon_id: campaign().coupon_id(sequence),
                 redeemed_at: decided.decided_at,
+            },
+            Verdict::CouponExpired { sequence } => Decision::CouponExpired {
+                coupon_id: campaign().coupon_id(sequence),
+                expired_at: campaign().expires_at(sequence),
+            },
+            Verdict::CouponExpiring { sequence } => Decision::CouponExpiring {
+                coupon_id: campaign().coupon_id(sequence),
+                expires_at: campaign().expires_at(sequence),
             },
             Verdict::Rejected(reason) => Decision::Rejected { reason },
         };
@@ -218,6 +232,13 @@ impl PartitionState {
             } => {
                 assert_eq!(*redeemed_at, outcome.decided_at, "redeemed when decided");
                 recorded_campaign(resource).restore_redeem(coupon_id)
+            }
+            Decision::CouponExpired {
+                coupon_id,
+                expired_at,
+            } => recorded_campaign(resource).restore_expiry(coupon_id, *expired_at),
+            Decision::CouponExpiring { coupon_id, .. } => {
+                recorded_campaign(resource).restore_reminder(coupon_id)
             }
             Decision::Rejected { reason } => Verdict::Rejected(*reason),
         };

@@ -8,7 +8,9 @@
 //! a later `submitted_at`), exact duplicate deliveries, redeems of held, foreign, already
 //! redeemed and nonexistent coupons, re-creates of a campaign (same spec, another spec,
 //! an invalid spec), commands for a campaign that does not exist, fresh requests that
-//! reuse a request id on another resource, and clock moves. The clock is a random walk that goes backwards as
+//! reuse a request id on another resource, expiry and reminder timers of issued coupons
+//! (stamped with their due time, as the scheduler writes them, or with the current time,
+//! as a hand-written record might be), and clock moves. The clock is a random walk that goes backwards as
 //! well as forwards by up to days at a time and also jumps exactly onto (or one second
 //! beside) window edges and coupon expiries, so every boundary is crossed both ways.
 //! The bases sit next to the 2026 New York daylight-saving changes and to midnight in
@@ -23,6 +25,7 @@
 //! | `fair_order` | 5 fair order: sold out is final, coupon numbers follow the log |
 //! | `decisions_match_reference_model` | 1, 2, 3, 5 and the campaign rules: every outcome equals the one an independent reference model (`Model`) computes |
 //! | `redeem_once_by_holder_before_expiry` | campaign rule 5: a coupon is redeemed at most once, only by its holder, never at or after `expires_at` |
+//! | `expiry_once_and_never_after_redeem` | campaign rule 6: a coupon expires at most once, at its `expires_at`, never once redeemed, and is never redeemed after it expired |
 //! | `replay_is_byte_identical` | 6 determinism: a replay gives byte-identical outcomes |
 //! | `restore_then_continue_equals_uninterrupted` | 6 (and 3 across a restart): recovery from the recorded outcomes is equivalent to never having stopped |
 //! | `generator_exercises_every_rule` | none: guards the others against being vacuous |
@@ -44,6 +47,7 @@ use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use turnstile_processors::PartitionState;
+use turnstile_schemas::coupon::EXPIRY_REMINDER_LEAD_HOURS;
 use turnstile_schemas::{
     CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition, Outcome,
     Rejection, ENVELOPE_VERSION,
@@ -175,6 +179,13 @@ enum Op {
         campaign: usize,
         user: usize,
     },
+    /// A timer of an issued coupon fires: its expiry or (`remind`) its reminder, stamped
+    /// with its due time (`at_due`) or with the current time.
+    FireTimer {
+        coupon: Index,
+        remind: bool,
+        at_due: bool,
+    },
     /// The clock moves by this many seconds (either way).
     Tick(i64),
     /// The clock jumps onto an instant of interest (window edges, coupon expiries), nudged
@@ -230,6 +241,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..USERS, any::<bool>()).prop_map(|(user, redeem)| Op::Unknown { user, redeem }),
         1 => (any::<Index>(), campaign, 0..USERS)
             .prop_map(|(pick, campaign, user)| Op::ReuseKeyElsewhere { pick, campaign, user }),
+        3 => (any::<Index>(), any::<bool>(), any::<bool>())
+            .prop_map(|(coupon, remind, at_due)| Op::FireTimer { coupon, remind, at_due }),
         5 => clock_step_secs().prop_map(Op::Tick),
         2 => (any::<Index>(), -1..=1_i64)
             .prop_map(|(target, nudge_secs)| Op::JumpTo { target, nudge_secs }),
@@ -269,6 +282,12 @@ impl fmt::Debug for Stream {
                 Command::Coupon(CouponCommand::Redeem { coupon_id }) => {
                     format!("redeem {coupon_id}")
                 }
+                Command::Coupon(CouponCommand::Expire { coupon_id }) => {
+                    format!("expire {coupon_id}")
+                }
+                Command::Coupon(CouponCommand::RemindExpiry { coupon_id }) => {
+                    format!("remind {coupon_id}")
+                }
                 Command::Coupon(CouponCommand::CreateCampaign { spec }) => format!(
                     "create capacity={} per_user_limit={} opens_at={:?} closes_at={:?} \
                      time_zone={} valid_days={}",
@@ -286,6 +305,8 @@ impl fmt::Debug for Stream {
                     format!("granted {} expires {}", coupon.coupon_id, coupon.expires_at)
                 }
                 Decision::CouponRedeemed { coupon_id, .. } => format!("redeemed {coupon_id}"),
+                Decision::CouponExpired { coupon_id, .. } => format!("expired {coupon_id}"),
+                Decision::CouponExpiring { coupon_id, .. } => format!("reminded {coupon_id}"),
                 Decision::Rejected { reason } => reason.code().to_string(),
             };
             writeln!(
@@ -450,6 +471,33 @@ impl Builder {
                     }
                 }
             }
+            Op::FireTimer {
+                coupon,
+                remind,
+                at_due,
+            } => {
+                let coupons = self.model.coupons();
+                if !coupons.is_empty() {
+                    let (campaign, coupon) = coupons[coupon.index(coupons.len())].clone();
+                    let coupon_id = coupon.coupon_id;
+                    let (command, due) = if *remind {
+                        let lead = Duration::hours(EXPIRY_REMINDER_LEAD_HOURS);
+                        (
+                            CouponCommand::RemindExpiry { coupon_id },
+                            coupon.expires_at - lead,
+                        )
+                    } else {
+                        (CouponCommand::Expire { coupon_id }, coupon.expires_at)
+                    };
+                    let request_id = command.timer_request_id().unwrap();
+                    let now = self.now;
+                    if *at_due {
+                        self.now = due;
+                    }
+                    self.push_as(request_id, &campaign, &coupon.holder, command);
+                    self.now = now;
+                }
+            }
             Op::Tick(secs) => self.now += Duration::seconds(*secs),
             Op::JumpTo { target, nudge_secs } => {
                 let instants = self.model.instants_of_interest();
@@ -537,6 +585,7 @@ struct ModelCoupon {
     holder: String,
     expires_at: DateTime<Utc>,
     redeemed: bool,
+    expired: bool,
 }
 
 /// Local midnight `valid_days + 1` days after the local date of `issued_at`.
@@ -573,6 +622,18 @@ impl Model {
                     None => rejected(Rejection::UnknownCampaign),
                 }
             }
+            CouponCommand::Expire { coupon_id } => {
+                match self.campaigns.get_mut(&envelope.resource_id) {
+                    Some(campaign) => campaign.expire(coupon_id, now),
+                    None => rejected(Rejection::UnknownCampaign),
+                }
+            }
+            CouponCommand::RemindExpiry { coupon_id } => {
+                match self.campaigns.get_mut(&envelope.resource_id) {
+                    Some(campaign) => campaign.remind(coupon_id, now),
+                    None => rejected(Rejection::UnknownCampaign),
+                }
+            }
         };
         let outcome = Outcome {
             request_id: envelope.request_id.clone(),
@@ -582,6 +643,8 @@ impl Model {
                 CouponCommand::CreateCampaign { .. } => CommandKind::CreateCampaign,
                 CouponCommand::Claim => CommandKind::Claim,
                 CouponCommand::Redeem { .. } => CommandKind::Redeem,
+                CouponCommand::Expire { .. } => CommandKind::Expire,
+                CouponCommand::RemindExpiry { .. } => CommandKind::RemindExpiry,
             },
             position,
             decided_at: now,
@@ -663,6 +726,7 @@ impl ModelCampaign {
             holder: user_id.to_string(),
             expires_at: coupon.expires_at,
             redeemed: false,
+            expired: false,
         });
         Decision::CouponGranted { coupon }
     }
@@ -677,13 +741,52 @@ impl ModelCampaign {
         if coupon.redeemed {
             return rejected(Rejection::AlreadyRedeemed);
         }
-        if now >= coupon.expires_at {
+        if coupon.expired || now >= coupon.expires_at {
             return rejected(Rejection::CouponExpired);
         }
         coupon.redeemed = true;
         Decision::CouponRedeemed {
             coupon_id: coupon_id.to_string(),
             redeemed_at: now,
+        }
+    }
+
+    fn expire(&mut self, coupon_id: &str, now: DateTime<Utc>) -> Decision {
+        let Some(coupon) = self.coupons.iter_mut().find(|c| c.coupon_id == coupon_id) else {
+            return rejected(Rejection::CouponNotFound);
+        };
+        if coupon.redeemed {
+            return rejected(Rejection::AlreadyRedeemed);
+        }
+        if coupon.expired {
+            return rejected(Rejection::CouponExpired);
+        }
+        if now < coupon.expires_at {
+            return rejected(Rejection::NotDueYet);
+        }
+        coupon.expired = true;
+        Decision::CouponExpired {
+            coupon_id: coupon_id.to_string(),
+            expired_at: coupon.expires_at,
+        }
+    }
+
+    fn remind(&self, coupon_id: &str, now: DateTime<Utc>) -> Decision {
+        let Some(coupon) = self.coupons.iter().find(|c| c.coupon_id == coupon_id) else {
+            return rejected(Rejection::CouponNotFound);
+        };
+        if coupon.redeemed {
+            return rejected(Rejection::AlreadyRedeemed);
+        }
+        if coupon.expired || now >= coupon.expires_at {
+            return rejected(Rejection::CouponExpired);
+        }
+        if now < coupon.expires_at - Duration::hours(EXPIRY_REMINDER_LEAD_HOURS) {
+            return rejected(Rejection::NotDueYet);
+        }
+        Decision::CouponExpiring {
+            coupon_id: coupon_id.to_string(),
+            expires_at: coupon.expires_at,
         }
     }
 }
@@ -949,6 +1052,54 @@ fn check_redeems(applied: &[Applied]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Campaign rule 6, independently of the model: a coupon expires at most once, only when
+/// its expiry is due, with its own `expires_at`, never after it was redeemed; and it is
+/// never redeemed after it expired.
+fn check_expiries(applied: &[Applied]) -> Result<(), TestCaseError> {
+    let mut issued: HashMap<&str, &turnstile_schemas::Coupon> = HashMap::new();
+    let mut redeemed: HashSet<&str> = HashSet::new();
+    let mut expired: HashSet<&str> = HashSet::new();
+    for a in applied.iter().filter(|a| a.is_new) {
+        let outcome = &a.outcome;
+        match &outcome.decision {
+            Decision::CouponGranted { coupon } => {
+                issued.insert(&coupon.coupon_id, coupon);
+            }
+            Decision::CouponRedeemed { coupon_id, .. } => {
+                prop_assert!(
+                    !expired.contains(coupon_id.as_str()),
+                    "{} redeemed after it expired",
+                    coupon_id
+                );
+                redeemed.insert(coupon_id);
+            }
+            Decision::CouponExpired {
+                coupon_id,
+                expired_at,
+            } => {
+                let coupon = issued.get(coupon_id.as_str());
+                prop_assert!(coupon.is_some(), "expired {}, never issued", coupon_id);
+                prop_assert_eq!(*expired_at, coupon.unwrap().expires_at);
+                prop_assert!(
+                    outcome.decided_at >= *expired_at,
+                    "{} expired at {} before its expiry {}",
+                    coupon_id,
+                    outcome.decided_at,
+                    expired_at
+                );
+                prop_assert!(
+                    !redeemed.contains(coupon_id.as_str()),
+                    "{} expired after it was redeemed",
+                    coupon_id
+                );
+                prop_assert!(expired.insert(coupon_id), "{} expired twice", coupon_id);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
@@ -998,6 +1149,13 @@ proptest! {
     fn redeem_once_by_holder_before_expiry(stream in stream()) {
         let (_, applied) = run(&stream);
         check_redeems(&applied)?;
+    }
+
+    /// A coupon expires once, when due, and never alongside a redeem.
+    #[test]
+    fn expiry_once_and_never_after_redeem(stream in stream()) {
+        let (_, applied) = run(&stream);
+        check_expiries(&applied)?;
     }
 
     /// Invariant 6: a fresh state fed the same log answers byte for byte the same.
@@ -1067,6 +1225,8 @@ fn generator_exercises_every_rule() {
                 Decision::CampaignCreated { .. } => "campaign_created",
                 Decision::CouponGranted { .. } => "coupon_granted",
                 Decision::CouponRedeemed { .. } => "coupon_redeemed",
+                Decision::CouponExpired { .. } => "coupon_expiry",
+                Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
                 Decision::Rejected { reason } => reason.code(),
             };
             *decisions.entry(name.to_string()).or_default() += 1;
@@ -1120,7 +1280,13 @@ fn generator_exercises_every_rule() {
             }
         }
     }
-    let mut expected: Vec<&str> = vec!["campaign_created", "coupon_granted", "coupon_redeemed"];
+    let mut expected: Vec<&str> = vec![
+        "campaign_created",
+        "coupon_granted",
+        "coupon_redeemed",
+        "coupon_expiry",
+        "coupon_expiry_reminder",
+    ];
     expected.extend(
         [
             Rejection::SoldOut,
@@ -1134,6 +1300,7 @@ fn generator_exercises_every_rule() {
             Rejection::NotCouponHolder,
             Rejection::AlreadyRedeemed,
             Rejection::CouponExpired,
+            Rejection::NotDueYet,
         ]
         .map(Rejection::code),
     );

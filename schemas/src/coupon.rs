@@ -9,6 +9,10 @@ pub const CAPACITY_MAX: u32 = 100_000_000;
 /// Longest validity, in days after the day of issue.
 pub const VALID_DAYS_MAX: u32 = 3_650;
 
+/// How long before a coupon expires its holder is reminded (the "expiring tomorrow"
+/// notice): the reminder timer is due this many hours before `expires_at`.
+pub const EXPIRY_REMINDER_LEAD_HOURS: i64 = 24;
+
 /// What an operator sets when creating a campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -92,9 +96,47 @@ pub enum CouponCommand {
         /// The coupon to redeem.
         coupon_id: String,
     },
+    /// End a coupon's validity. Written by the expiry scheduler when the coupon's expiry
+    /// timer comes due (`docs/exactly-once.md`, rules 27–32), never accepted from callers.
+    Expire {
+        /// The coupon whose validity ends.
+        coupon_id: String,
+    },
+    /// Remind the holder that a coupon expires within a day. Written by the expiry
+    /// scheduler, like [`CouponCommand::Expire`].
+    RemindExpiry {
+        /// The coupon about to expire.
+        coupon_id: String,
+    },
 }
 
+/// The start of every timer command's request id, and of no other: the edge refuses it
+/// as an `Idempotency-Key`.
+pub const TIMER_REQUEST_PREFIX: &str = "timer:";
+
 impl CouponCommand {
+    /// Whether only the expiry scheduler writes this command.
+    pub fn is_timer(&self) -> bool {
+        matches!(
+            self,
+            CouponCommand::Expire { .. } | CouponCommand::RemindExpiry { .. }
+        )
+    }
+
+    /// The request id of a timer command (`timer:expire:<coupon_id>`,
+    /// `timer:remind:<coupon_id>`): one per timer, so a timer fired twice is one request.
+    pub fn timer_request_id(&self) -> Option<String> {
+        match self {
+            CouponCommand::Expire { coupon_id } => {
+                Some(format!("{TIMER_REQUEST_PREFIX}expire:{coupon_id}"))
+            }
+            CouponCommand::RemindExpiry { coupon_id } => {
+                Some(format!("{TIMER_REQUEST_PREFIX}remind:{coupon_id}"))
+            }
+            _ => None,
+        }
+    }
+
     /// The command's kind, as recorded in its outcome.
     pub fn kind(&self) -> crate::outcome::CommandKind {
         use crate::outcome::CommandKind;
@@ -102,6 +144,8 @@ impl CouponCommand {
             CouponCommand::CreateCampaign { .. } => CommandKind::CreateCampaign,
             CouponCommand::Claim => CommandKind::Claim,
             CouponCommand::Redeem { .. } => CommandKind::Redeem,
+            CouponCommand::Expire { .. } => CommandKind::Expire,
+            CouponCommand::RemindExpiry { .. } => CommandKind::RemindExpiry,
         }
     }
 }
@@ -120,4 +164,13 @@ pub struct Coupon {
     pub issued_at: DateTime<Utc>,
     /// The instant of local midnight that ends its validity.
     pub expires_at: DateTime<Utc>,
+}
+
+impl Coupon {
+    /// When its holder is reminded of the expiry: [`EXPIRY_REMINDER_LEAD_HOURS`] before
+    /// it, or never when that is not after the issue (a coupon valid for less than a day).
+    pub fn reminder_due(&self) -> Option<DateTime<Utc>> {
+        let due = self.expires_at - chrono::Duration::hours(EXPIRY_REMINDER_LEAD_HOURS);
+        (due > self.issued_at).then_some(due)
+    }
 }

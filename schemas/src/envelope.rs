@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::coupon::CouponCommand;
+use crate::coupon::{CouponCommand, TIMER_REQUEST_PREFIX};
 
 /// The envelope version this build writes. Readers accept every version up to this one.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -66,6 +66,17 @@ impl Envelope {
             ("user_id", &envelope.user_id),
         ] {
             crate::validate_id(what, id)?;
+        }
+        let Command::Coupon(command) = &envelope.command;
+        let timer_id = envelope.request_id.starts_with(TIMER_REQUEST_PREFIX);
+        if command.is_timer() != timer_id {
+            // Timer commands and only they carry timer ids, so a caller's request can never
+            // take a timer's id and swallow its firing (docs/exactly-once.md, rule 32).
+            return Err(format!(
+                "request_id {:?}: ids starting with {TIMER_REQUEST_PREFIX:?} belong to timer \
+                 commands (expire, remind_expiry), and timer commands only use such ids",
+                envelope.request_id
+            ));
         }
         Ok(envelope)
     }

@@ -54,6 +54,10 @@ pub enum CommandKind {
     Claim,
     /// `CouponCommand::Redeem`.
     Redeem,
+    /// `CouponCommand::Expire` (a timer).
+    Expire,
+    /// `CouponCommand::RemindExpiry` (a timer).
+    RemindExpiry,
 }
 
 /// What a processor decided.
@@ -76,6 +80,22 @@ pub enum Decision {
         coupon_id: String,
         /// When.
         redeemed_at: DateTime<Utc>,
+    },
+    /// A coupon's validity ended; it can no longer be redeemed, and the archive keeps it
+    /// as expired.
+    CouponExpired {
+        /// The coupon.
+        coupon_id: String,
+        /// The instant its validity ended (its `expires_at`).
+        expired_at: DateTime<Utc>,
+    },
+    /// A coupon's holder is to be reminded that it expires soon (it is neither redeemed nor
+    /// expired). Changes no state; the notifier acts on it.
+    CouponExpiring {
+        /// The coupon.
+        coupon_id: String,
+        /// When it expires.
+        expires_at: DateTime<Utc>,
     },
     /// Nothing changed, for this reason.
     Rejected {
@@ -110,6 +130,9 @@ pub enum Rejection {
     AlreadyRedeemed,
     /// The coupon's validity ended.
     CouponExpired,
+    /// A timer command arrived before its due time (only the scheduler writes them, at
+    /// their due time, so this points at a hand-written record).
+    NotDueYet,
 }
 
 impl Rejection {
@@ -127,6 +150,7 @@ impl Rejection {
             Rejection::NotCouponHolder => "not_coupon_holder",
             Rejection::AlreadyRedeemed => "already_redeemed",
             Rejection::CouponExpired => "coupon_expired",
+            Rejection::NotDueYet => "not_due_yet",
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Sinks: the effects of decisions, delivered from the journal's outbox.
 //!
 //! # Layout
+//! - [`expiry`]: the expiry scheduler — appends the commands of due timers (coupon
+//!   expiries and reminders) to the log, so the partitions' single writers apply them.
+//! - [`clock`]: where the scheduler's "now" comes from (the system, or a hand-set clock).
 //! - [`mailbox`]: the embedded default's notifier — one `.eml` file per granted coupon in a
 //!   local mailbox directory (SES and SMTP come later, beside it, with the same shape).
 //!
@@ -9,6 +12,8 @@
 //! it only after delivering; and it makes a repeated delivery of an outcome id harmless, so
 //! a crash between delivering and saving progress cannot produce a second effect.
 
+pub mod clock;
+pub mod expiry;
 pub mod mailbox;
 
 /// Errors of the sinks.
@@ -17,6 +22,9 @@ pub enum Error {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] turnstile_journal::Error),
+    /// Appending a timer's command to the log failed.
+    #[error("cannot append a timer command to the log: {0}")]
+    Append(String),
     /// Writing a delivery failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -32,7 +40,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Journal(e) => e.is_retriable(),
-            Error::Io { .. } => true,
+            Error::Io { .. } | Error::Append(_) => true,
         }
     }
 }

@@ -24,6 +24,8 @@ use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
 use turnstile_log_kafka::{ensure_topic, KafkaAppender, KafkaLogConfig};
 use turnstile_processors::kafka_group::run_group_member;
 use turnstile_processors::runtime::{DecisionListener, ProcessorConfig, ProcessorGroup};
+use turnstile_sinks::clock::SystemClock;
+use turnstile_sinks::expiry::{AppendError, CommandAppender, ExpiryConfig, ExpiryScheduler};
 use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
 
 /// Where the embedded stack keeps its files and how it runs.
@@ -84,6 +86,8 @@ pub struct EmbeddedStack {
     /// The Redis publisher and subscriber, when the edge state is in Redis.
     redis_tasks: Vec<OwnedTask<()>>,
     mailbox: OwnedTask<()>,
+    /// The expiry scheduler, firing due timers into the log.
+    expiry: OwnedTask<()>,
     processors: OwnedTask<Result<(), turnstile_processors::runtime::Error>>,
     /// The processors run on their own runtime: a commit is several hops to the journal's
     /// thread, and on a runtime shared with thousands of HTTP tasks each hop waits behind
@@ -200,6 +204,13 @@ impl EmbeddedStack {
         );
         let sink_runtime = DedicatedRuntime::start("turnstile-sinks")?;
         let mailbox = OwnedTask(sink_runtime.spawn(mailbox.run(shutdown_rx.clone())));
+        let expiry = ExpiryScheduler::new(
+            ExpiryConfig::default(),
+            journal.clone(),
+            TimerLog(log.clone()),
+            SystemClock,
+        );
+        let expiry = OwnedTask(sink_runtime.spawn(expiry.run(shutdown_rx.clone())));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let mut edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
@@ -216,6 +227,7 @@ impl EmbeddedStack {
             edge,
             redis_tasks,
             mailbox,
+            expiry,
             processors,
             processor_runtime,
             sink_runtime,
@@ -240,6 +252,10 @@ impl EmbeddedStack {
             .join()
             .await
             .context("the mailbox sink panicked")?;
+        self.expiry
+            .join()
+            .await
+            .context("the expiry scheduler panicked")?;
         let _ = self.redis_shutdown.send(true);
         for task in self.redis_tasks {
             task.join()
@@ -254,6 +270,16 @@ impl EmbeddedStack {
         }
         self.journal.close().await;
         Ok(())
+    }
+}
+
+/// The expiry scheduler's way into the log: the same log the edge appends to.
+#[derive(Debug, Clone)]
+struct TimerLog(CommandLog);
+
+impl CommandAppender for TimerLog {
+    async fn append(&self, partition: u32, payload: Vec<u8>) -> Result<u64, AppendError> {
+        self.0.append(partition, payload, None).await
     }
 }
 

@@ -7,6 +7,8 @@
 //! 4. Otherwise the claim gets the next coupon, valid until local midnight `valid_days`
 //!    days after the day of issue, in the campaign's time zone.
 //! 5. A coupon is redeemed once, by its holder, before it expires.
+//! 6. When its expiry timer comes due, an unredeemed coupon expires (and is archived as
+//!    expired); a redeemed one stays redeemed. The day before, its holder is reminded.
 //!
 //! Pure: no I/O, no clock. "Now" is the command's `submitted_at`, passed in.
 //!
@@ -34,6 +36,16 @@ pub enum Verdict {
     },
     /// Coupon number `sequence` was redeemed.
     CouponRedeemed {
+        /// The coupon's number.
+        sequence: u32,
+    },
+    /// Coupon number `sequence` expired (its expiry timer fired).
+    CouponExpired {
+        /// The coupon's number.
+        sequence: u32,
+    },
+    /// The holder of coupon number `sequence` is to be reminded of its expiry.
+    CouponExpiring {
         /// The coupon's number.
         sequence: u32,
     },
@@ -72,20 +84,26 @@ fn preallocated_coupons(spec: &CampaignSpec) -> usize {
 #[derive(Debug, Clone)]
 struct IssuedCoupon {
     holder: u32,
-    /// The coupon's expiry (a number in `expiries`) in the low 31 bits; the top bit is
-    /// set once the coupon is redeemed.
-    expiry_and_redeemed: u32,
+    /// The coupon's expiry (a number in `expiries`) in the low 30 bits; the top bit is
+    /// set once the coupon is redeemed, the next once it has expired.
+    expiry_and_flags: u32,
 }
 
 const REDEEMED_BIT: u32 = 1 << 31;
+const EXPIRED_BIT: u32 = 1 << 30;
+const EXPIRY_NUMBER_MASK: u32 = EXPIRED_BIT - 1;
 
 impl IssuedCoupon {
     fn expiry(&self) -> usize {
-        (self.expiry_and_redeemed & !REDEEMED_BIT) as usize
+        (self.expiry_and_flags & EXPIRY_NUMBER_MASK) as usize
     }
 
     fn is_redeemed(&self) -> bool {
-        self.expiry_and_redeemed & REDEEMED_BIT != 0
+        self.expiry_and_flags & REDEEMED_BIT != 0
+    }
+
+    fn is_expired(&self) -> bool {
+        self.expiry_and_flags & EXPIRED_BIT != 0
     }
 }
 
@@ -157,7 +175,9 @@ impl CouponCampaign {
             Some(Rejection::NotCouponHolder)
         } else if coupon.is_redeemed() {
             Some(Rejection::AlreadyRedeemed)
-        } else if now >= self.expiries[coupon.expiry()] {
+        } else if coupon.is_expired() || now >= self.expiries[coupon.expiry()] {
+            // An expiry logged before this redeem wins even if the redeem was submitted
+            // earlier: log order decides (docs/exactly-once.md, rule 31).
             Some(Rejection::CouponExpired)
         } else {
             None
@@ -165,6 +185,43 @@ impl CouponCampaign {
         match rejection {
             Some(reason) => Verdict::Rejected(reason),
             None => self.record_redeem(sequence),
+        }
+    }
+
+    /// Decides the expiry timer of `coupon_id`, stamped with its due time `now`.
+    pub fn expire(&mut self, coupon_id: &str, now: DateTime<Utc>) -> Verdict {
+        let Some(sequence) = self.coupon_sequence(coupon_id) else {
+            return Verdict::Rejected(Rejection::CouponNotFound);
+        };
+        let coupon = &self.issued[sequence as usize - 1];
+        if coupon.is_redeemed() {
+            Verdict::Rejected(Rejection::AlreadyRedeemed)
+        } else if coupon.is_expired() {
+            Verdict::Rejected(Rejection::CouponExpired)
+        } else if now < self.expiries[coupon.expiry()] {
+            Verdict::Rejected(Rejection::NotDueYet)
+        } else {
+            self.record_expiry(sequence)
+        }
+    }
+
+    /// Decides the reminder timer of `coupon_id`, stamped with its due time `now`.
+    /// Changes nothing: the outcome is what the notifier acts on.
+    pub fn remind_expiry(&self, coupon_id: &str, now: DateTime<Utc>) -> Verdict {
+        let Some(sequence) = self.coupon_sequence(coupon_id) else {
+            return Verdict::Rejected(Rejection::CouponNotFound);
+        };
+        let coupon = &self.issued[sequence as usize - 1];
+        let expires_at = self.expiries[coupon.expiry()];
+        let lead = chrono::Duration::hours(turnstile_schemas::coupon::EXPIRY_REMINDER_LEAD_HOURS);
+        if coupon.is_redeemed() {
+            Verdict::Rejected(Rejection::AlreadyRedeemed)
+        } else if coupon.is_expired() || now >= expires_at {
+            Verdict::Rejected(Rejection::CouponExpired)
+        } else if now < expires_at - lead {
+            Verdict::Rejected(Rejection::NotDueYet)
+        } else {
+            Verdict::CouponExpiring { sequence }
         }
     }
 
@@ -193,6 +250,32 @@ impl CouponCampaign {
             .coupon_sequence(coupon_id)
             .expect("a recorded redeem names a coupon issued before it");
         self.record_redeem(sequence)
+    }
+
+    /// Re-applies a recorded expiry during recovery, checking it against the coupon.
+    pub fn restore_expiry(&mut self, coupon_id: &str, expired_at: DateTime<Utc>) -> Verdict {
+        let sequence = self
+            .coupon_sequence(coupon_id)
+            .expect("a recorded expiry names a coupon issued before it");
+        assert_eq!(
+            self.expires_at(sequence),
+            expired_at,
+            "a recorded expiry of {coupon_id} happened at the coupon's expiry"
+        );
+        self.record_expiry(sequence)
+    }
+
+    /// The number of a recorded reminder's coupon, during recovery.
+    pub fn restore_reminder(&self, coupon_id: &str) -> Verdict {
+        let sequence = self
+            .coupon_sequence(coupon_id)
+            .expect("a recorded reminder names a coupon issued before it");
+        Verdict::CouponExpiring { sequence }
+    }
+
+    /// When coupon number `sequence` expires.
+    pub fn expires_at(&self, sequence: u32) -> DateTime<Utc> {
+        self.expiries[self.issued[sequence as usize - 1].expiry()]
     }
 
     /// Coupon number `sequence` in full, as granted at `issued_at`.
@@ -237,12 +320,12 @@ impl CouponCampaign {
         );
         let expiry = self.expiries.len() - 1;
         assert!(
-            expiry < REDEEMED_BIT as usize,
-            "fewer than 2^31 expiry instants"
+            expiry <= EXPIRY_NUMBER_MASK as usize,
+            "fewer than 2^30 expiry instants"
         );
         self.issued.push(IssuedCoupon {
             holder,
-            expiry_and_redeemed: expiry as u32,
+            expiry_and_flags: expiry as u32,
         });
         Verdict::CouponGranted {
             sequence: self.issued_count(),
@@ -251,9 +334,22 @@ impl CouponCampaign {
 
     fn record_redeem(&mut self, sequence: u32) -> Verdict {
         let coupon = &mut self.issued[sequence as usize - 1];
-        assert!(!coupon.is_redeemed(), "a coupon is redeemed at most once");
-        coupon.expiry_and_redeemed |= REDEEMED_BIT;
+        assert!(
+            !coupon.is_redeemed() && !coupon.is_expired(),
+            "a coupon is redeemed at most once, and never after it expired"
+        );
+        coupon.expiry_and_flags |= REDEEMED_BIT;
         Verdict::CouponRedeemed { sequence }
+    }
+
+    fn record_expiry(&mut self, sequence: u32) -> Verdict {
+        let coupon = &mut self.issued[sequence as usize - 1];
+        assert!(
+            !coupon.is_redeemed() && !coupon.is_expired(),
+            "a coupon expires at most once, and never after it was redeemed"
+        );
+        coupon.expiry_and_flags |= EXPIRED_BIT;
+        Verdict::CouponExpired { sequence }
     }
 
     /// The number of an issued coupon of this campaign, from its id (`<campaign>-<n>`).
