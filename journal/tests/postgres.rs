@@ -240,6 +240,7 @@ fn campaign_created(offset: u64) -> Outcome {
                 closes_at: None,
                 time_zone: "Asia/Tokyo".into(),
                 valid_days: 0,
+                locale: None,
             },
         },
     }
