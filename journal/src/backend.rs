@@ -1,14 +1,16 @@
 //! [`Journal`]: the journal on whichever backend a deployment chose, behind one type, so
 //! the processors, the edge, the sinks and the audit are written once.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+
 use turnstile_schemas::Outcome;
 
 use crate::{
-    BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
-    PostgresJournal, SqliteJournal, StoredOutcome, TimerRow,
+    BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState, Error, LimitBreach,
+    PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal, StoredOutcome, TimerRow,
 };
 
 /// Where a journal lives.
@@ -203,6 +205,81 @@ impl Journal {
     /// Timers not yet taken effect, and when the next is due.
     pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
         on_backend!(self, j => j.pending_timers().await)
+    }
+
+    /// The ledger rows of `sink` for outcomes of `partition` with offsets in `offsets`.
+    pub async fn deliveries(
+        &self,
+        sink: &str,
+        partition: u32,
+        offsets: Range<u64>,
+    ) -> Result<Vec<Delivery>, Error> {
+        on_backend!(self, j => j.deliveries(sink, partition, offsets).await)
+    }
+
+    /// Marks a delivery `sending` before the provider is called; false when it was `sent`.
+    pub async fn delivery_sending(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        on_backend!(self, j => j.delivery_sending(sink, partition, log_offset, at).await)
+    }
+
+    /// Marks a delivery `sent` with the provider's message id.
+    pub async fn delivery_sent(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        provider_message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        on_backend!(self, j => j.delivery_sent(sink, partition, log_offset, provider_message_id, at).await)
+    }
+
+    /// Records a provider error, leaving the delivery in `state` (`failed` or `sending`).
+    pub async fn delivery_error(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        state: DeliveryState,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        on_backend!(self, j => j.delivery_error(sink, partition, log_offset, state, error, at).await)
+    }
+
+    /// Up to `limit` of `sink`'s unfinished deliveries (`queued` or `sending`).
+    pub async fn deliveries_unfinished(
+        &self,
+        sink: &str,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, Error> {
+        on_backend!(self, j => j.deliveries_unfinished(sink, limit).await)
+    }
+
+    /// Re-drives failed deliveries (all, one sink's, or one outcome's); returns how many.
+    pub async fn redrive_failed_deliveries(
+        &self,
+        sink: Option<&str>,
+        outcome: Option<(u32, u64)>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        on_backend!(self, j => j.redrive_failed_deliveries(sink, outcome, at).await)
+    }
+
+    /// Every sink that saved progress or delivered anything.
+    pub async fn sink_names(&self) -> Result<Vec<String>, Error> {
+        on_backend!(self, j => j.sink_names().await)
+    }
+
+    /// `sink`'s progress, backlog and delivery counts on every partition.
+    pub async fn sink_status(&self, sink: &str) -> Result<Vec<SinkPartitionStatus>, Error> {
+        on_backend!(self, j => j.sink_status(sink).await)
     }
 }
 

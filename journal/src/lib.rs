@@ -6,6 +6,8 @@
 //! - [`sqlite`]: the embedded default's journal, a SQLite file (sqlx).
 //! - [`postgres`]: the production journal, PostgreSQL 15 or Aurora PostgreSQL (sqlx), with
 //!   the same methods and semantics.
+//! - `deliveries`: the sinks' delivery ledger rows ([`Delivery`]) and per-partition
+//!   standing ([`SinkPartitionStatus`]), alike on both backends.
 //! - `load`: recovery's read, outcome bodies parsed on worker threads as rows arrive.
 //! - `rows`: what every backend stores and reads back alike: lookup rows, the outcome's
 //!   canonical JSON, the status column, time encoding.
@@ -18,12 +20,14 @@
 //! commit changes nothing. `docs/exactly-once.md` states the protocol this implements.
 
 mod backend;
+mod deliveries;
 mod load;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 pub use backend::{Journal, JournalLocation};
+pub use deliveries::{Delivery, DeliveryState, SinkPartitionStatus};
 pub use postgres::PostgresJournal;
 pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome, TimerRow};
 pub use sqlite::SqliteJournal;

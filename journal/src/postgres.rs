@@ -13,6 +13,7 @@
 //! share a database, as the tests do. Migrations are tracked in that schema's
 //! `journal_migrations` table.
 
+use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, Row};
 use turnstile_schemas::Outcome;
 
+use crate::deliveries::{
+    delivery_from_columns, merge_status, Delivery, DeliveryState, SinkPartitionStatus,
+};
 use crate::load::OutcomeLoader;
 use crate::rows::{
     decision_status, outcome_json, parse_json, stored_time, CampaignColumns, CampaignRow,
@@ -32,7 +36,8 @@ use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 /// Migrations in order; `journal_migrations` records each one applied, in its transaction.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_journal.sql"),
-    include_str!("../migrations/postgres/0002_timers.sql"),
+    include_str!("../migrations/postgres/0002_deliveries.sql"),
+    include_str!("../migrations/postgres/0003_timers.sql"),
 ];
 
 /// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
@@ -456,6 +461,212 @@ impl PostgresJournal {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// The ledger rows of `sink` for outcomes of `partition` with offsets in `offsets`.
+    pub async fn deliveries(
+        &self,
+        sink: &str,
+        partition: u32,
+        offsets: Range<u64>,
+    ) -> Result<Vec<Delivery>, Error> {
+        let rows: Vec<PgDeliveryColumns> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries
+             WHERE sink = $1 AND partition = $2 AND log_offset >= $3 AND log_offset < $4
+             ORDER BY log_offset"
+        ))
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(offsets.start as i64)
+        .bind(offsets.end as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(pg_delivery).collect()
+    }
+
+    /// Records that `sink` is about to hand an outcome to its provider: the row becomes
+    /// `sending` with one more attempt. Returns false, changing nothing, when the row is
+    /// already `sent`: the message must not go out again.
+    pub async fn delivery_sending(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "INSERT INTO deliveries
+                 (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
+             VALUES ($1, $2, $3, 'sending', 1, $4, $4)
+             ON CONFLICT (sink, partition, log_offset) DO UPDATE
+                 SET state = 'sending', attempts = deliveries.attempts + 1,
+                     updated_at = excluded.updated_at
+                 WHERE deliveries.state <> 'sent'",
+        )
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(log_offset as i64)
+        .bind(stored_time(&at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that the provider accepted the message, under its id for it.
+    pub async fn delivery_sent(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        provider_message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'sent', provider_message_id = $1, updated_at = $2
+             WHERE sink = $3 AND partition = $4 AND log_offset = $5",
+        )
+        .bind(provider_message_id)
+        .bind(stored_time(&at))
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(log_offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a provider error: `state` is [`DeliveryState::Failed`] for a permanent one,
+    /// [`DeliveryState::Sending`] while a transient one is still being retried. A `sent`
+    /// row is left as it is.
+    pub async fn delivery_error(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        state: DeliveryState,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE deliveries SET state = $1, last_error = $2, updated_at = $3
+             WHERE sink = $4 AND partition = $5 AND log_offset = $6 AND state <> 'sent'",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(stored_time(&at))
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(log_offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` of `sink`'s unfinished deliveries, oldest outcome first: re-driven
+    /// (`queued`) ones, and `sending` ones, which a sink finds only after a crash (its
+    /// own sends end `sent` or `failed` before its next pass), wherever its progress is.
+    pub async fn deliveries_unfinished(
+        &self,
+        sink: &str,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, Error> {
+        let rows: Vec<PgDeliveryColumns> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE sink = $1 AND state IN ('queued', 'sending')
+             ORDER BY partition, log_offset LIMIT $2"
+        ))
+        .bind(sink)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(pg_delivery).collect()
+    }
+
+    /// Re-drives failed deliveries (of one sink, or one outcome `(partition, log_offset)`,
+    /// or all): they become `queued`, and their sink sends them again. Returns how many.
+    pub async fn redrive_failed_deliveries(
+        &self,
+        sink: Option<&str>,
+        outcome: Option<(u32, u64)>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'queued', updated_at = $1
+             WHERE state = 'failed' AND ($2::text IS NULL OR sink = $2)
+               AND ($3::bigint IS NULL OR (partition = $3 AND log_offset = $4))",
+        )
+        .bind(stored_time(&at))
+        .bind(sink)
+        .bind(outcome.map(|(p, _)| i64::from(p)))
+        .bind(outcome.map(|(_, o)| o as i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every sink that saved progress or delivered anything, by name.
+    pub async fn sink_names(&self) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT sink FROM sink_progress UNION SELECT sink FROM deliveries ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// `sink`'s progress, backlog and delivery counts on every partition.
+    pub async fn sink_status(&self, sink: &str) -> Result<Vec<SinkPartitionStatus>, Error> {
+        let progress: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT p.partition, coalesce(s.next_offset, 0),
+                    (SELECT coalesce(max(o.log_offset) + 1, 0) FROM outbox o
+                      WHERE o.partition = p.partition),
+                    (SELECT count(*) FROM outbox o
+                      WHERE o.partition = p.partition
+                        AND o.log_offset >= coalesce(s.next_offset, 0))
+             FROM partitions p
+             LEFT JOIN sink_progress s ON s.partition = p.partition AND s.sink = $1
+             ORDER BY p.partition",
+        )
+        .bind(sink)
+        .fetch_all(&self.pool)
+        .await?;
+        let counts: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT partition, state, count(*) FROM deliveries WHERE sink = $1
+             GROUP BY partition, state",
+        )
+        .bind(sink)
+        .fetch_all(&self.pool)
+        .await?;
+        merge_status(progress, counts)
+    }
+}
+
+/// The ledger's columns, in the order [`pg_delivery`] reads them.
+const DELIVERY_COLUMNS: &str = "sink, partition, log_offset, state, attempts::bigint, \
+     last_error, provider_message_id, first_attempt_at, updated_at";
+
+type PgDeliveryColumns = (
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn pg_delivery(columns: PgDeliveryColumns) -> Result<Delivery, Error> {
+    let (sink, partition, offset, state, attempts, error, provider_id, first, updated) = columns;
+    delivery_from_columns(
+        sink,
+        partition,
+        offset,
+        &state,
+        attempts,
+        error,
+        provider_id,
+        first,
+        updated,
+    )
 }
 
 /// Schema names are spliced into SQL and connection options, so only plain lower-case

@@ -44,7 +44,7 @@ pub struct CouponRow {
 }
 
 /// A timer: a command due at a time, written back into the log by the expiry scheduler
-/// (`docs/exactly-once.md`, rules 27–32).
+/// (`docs/exactly-once.md`, rules 33–38).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerRow {
     /// The resource the command acts on.

@@ -5,6 +5,7 @@
 //! never block the writer. `synchronous = FULL`: a commit is on disk before it returns,
 //! because an answer is shown to a caller only after its decision committed.
 
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use turnstile_schemas::Outcome;
 
+use crate::deliveries::{
+    delivery_from_columns, merge_status, Delivery, DeliveryState, SinkPartitionStatus,
+};
 use crate::rows::{
     decision_status, outcome_json, parse_json, parse_time, time_text, CampaignColumns, CampaignRow,
     CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
@@ -26,7 +30,8 @@ use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_journal.sql"),
     include_str!("../migrations/0002_sink_progress.sql"),
-    include_str!("../migrations/0003_timers.sql"),
+    include_str!("../migrations/0003_deliveries.sql"),
+    include_str!("../migrations/0004_timers.sql"),
 ];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
@@ -424,7 +429,214 @@ impl SqliteJournal {
         self.writer.close().await;
         self.readers.close().await;
     }
+
+    /// The ledger rows of `sink` for outcomes of `partition` with offsets in `offsets`.
+    pub async fn deliveries(
+        &self,
+        sink: &str,
+        partition: u32,
+        offsets: Range<u64>,
+    ) -> Result<Vec<Delivery>, Error> {
+        let rows: Vec<SqliteDeliveryColumns> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries
+             WHERE sink = ? AND partition = ? AND log_offset >= ? AND log_offset < ?
+             ORDER BY log_offset"
+        ))
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(offsets.start as i64)
+        .bind(offsets.end as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(sqlite_delivery).collect()
+    }
+
+    /// Records that `sink` is about to hand an outcome to its provider: the row becomes
+    /// `sending` with one more attempt. Returns false, changing nothing, when the row is
+    /// already `sent`: the message must not go out again.
+    pub async fn delivery_sending(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let at = time_text(&at);
+        let done = sqlx::query(
+            "INSERT INTO deliveries
+                 (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
+             VALUES (?, ?, ?, 'sending', 1, ?, ?)
+             ON CONFLICT (sink, partition, log_offset) DO UPDATE
+                 SET state = 'sending', attempts = deliveries.attempts + 1,
+                     updated_at = excluded.updated_at
+                 WHERE deliveries.state <> 'sent'",
+        )
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(log_offset as i64)
+        .bind(&at)
+        .bind(&at)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that the provider accepted the message, under its id for it.
+    pub async fn delivery_sent(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        provider_message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'sent', provider_message_id = ?, updated_at = ?
+             WHERE sink = ? AND partition = ? AND log_offset = ?",
+        )
+        .bind(provider_message_id)
+        .bind(time_text(&at))
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(log_offset as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a provider error: `state` is [`DeliveryState::Failed`] for a permanent one,
+    /// [`DeliveryState::Sending`] while a transient one is still being retried. A `sent`
+    /// row is left as it is.
+    pub async fn delivery_error(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        state: DeliveryState,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ?
+             WHERE sink = ? AND partition = ? AND log_offset = ? AND state <> 'sent'",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(time_text(&at))
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(log_offset as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` of `sink`'s unfinished deliveries, oldest outcome first: re-driven
+    /// (`queued`) ones, and `sending` ones, which a sink finds only after a crash (its
+    /// own sends end `sent` or `failed` before its next pass), wherever its progress is.
+    pub async fn deliveries_unfinished(
+        &self,
+        sink: &str,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, Error> {
+        let rows: Vec<SqliteDeliveryColumns> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE sink = ? AND state IN ('queued', 'sending')
+             ORDER BY partition, log_offset LIMIT ?"
+        ))
+        .bind(sink)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(sqlite_delivery).collect()
+    }
+
+    /// Re-drives failed deliveries (of one sink, or one outcome `(partition, log_offset)`,
+    /// or all): they become `queued`, and their sink sends them again. Returns how many.
+    pub async fn redrive_failed_deliveries(
+        &self,
+        sink: Option<&str>,
+        outcome: Option<(u32, u64)>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'queued', updated_at = ?1
+             WHERE state = 'failed' AND (?2 IS NULL OR sink = ?2)
+               AND (?3 IS NULL OR (partition = ?3 AND log_offset = ?4))",
+        )
+        .bind(time_text(&at))
+        .bind(sink)
+        .bind(outcome.map(|(p, _)| p as i64))
+        .bind(outcome.map(|(_, o)| o as i64))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every sink that saved progress or delivered anything, by name.
+    pub async fn sink_names(&self) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT sink FROM sink_progress UNION SELECT sink FROM deliveries ORDER BY 1",
+        )
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    /// `sink`'s progress, backlog and delivery counts on every partition.
+    pub async fn sink_status(&self, sink: &str) -> Result<Vec<SinkPartitionStatus>, Error> {
+        let progress: Vec<(i64, i64, i64, i64)> = sqlx::query_as(SINK_PROGRESS_SQL)
+            .bind(sink)
+            .fetch_all(&self.readers)
+            .await?;
+        let counts: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT partition, state, count(*) FROM deliveries WHERE sink = ?
+             GROUP BY partition, state",
+        )
+        .bind(sink)
+        .fetch_all(&self.readers)
+        .await?;
+        merge_status(progress, counts)
+    }
 }
+
+/// The ledger's columns, in the order [`sqlite_delivery`] reads them.
+const DELIVERY_COLUMNS: &str = "sink, partition, log_offset, state, attempts, last_error, \
+     provider_message_id, first_attempt_at, updated_at";
+
+type SqliteDeliveryColumns = (
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn sqlite_delivery(columns: SqliteDeliveryColumns) -> Result<Delivery, Error> {
+    let (sink, partition, offset, state, attempts, error, provider_id, first, updated) = columns;
+    delivery_from_columns(
+        sink,
+        partition,
+        offset,
+        &state,
+        attempts,
+        error,
+        provider_id,
+        parse_time(&first)?,
+        parse_time(&updated)?,
+    )
+}
+
+/// Per partition: the sink's progress (0 before its first save), one past the last outbox
+/// entry, and the outbox entries not yet carried. Partitions are those a processor took.
+const SINK_PROGRESS_SQL: &str = "SELECT p.partition, coalesce(s.next_offset, 0),
+       (SELECT coalesce(max(o.log_offset) + 1, 0) FROM outbox o WHERE o.partition = p.partition),
+       (SELECT count(*) FROM outbox o
+         WHERE o.partition = p.partition AND o.log_offset >= coalesce(s.next_offset, 0))
+     FROM partitions p LEFT JOIN sink_progress s ON s.partition = p.partition AND s.sink = ?
+     ORDER BY p.partition";
 
 async fn migrate(pool: &SqlitePool) -> Result<(), Error> {
     let applied: i64 = sqlx::query_scalar("PRAGMA user_version")

@@ -9,13 +9,14 @@
 
 mod common;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{PostgresFixture, SqliteFixture};
 use turnstile_journal::{
-    BatchCommit, CampaignRow, CouponRow, DeadLetter, Error, LimitBreach, PartitionLease,
-    PostgresJournal, SqliteJournal, StoredOutcome, TimerRow,
+    BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState, Error, LimitBreach,
+    PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal, StoredOutcome, TimerRow,
 };
 use turnstile_schemas::{
     CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
@@ -50,6 +51,45 @@ trait Journal {
         next_offset: u64,
     ) -> Result<(), Error>;
     async fn close(&self);
+    async fn deliveries(
+        &self,
+        sink: &str,
+        partition: u32,
+        offsets: Range<u64>,
+    ) -> Result<Vec<Delivery>, Error>;
+    async fn delivery_sending(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error>;
+    async fn delivery_sent(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        provider_message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error>;
+    async fn delivery_error(
+        &self,
+        sink: &str,
+        partition: u32,
+        log_offset: u64,
+        state: DeliveryState,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error>;
+    async fn deliveries_unfinished(&self, sink: &str, limit: u32) -> Result<Vec<Delivery>, Error>;
+    async fn redrive_failed_deliveries(
+        &self,
+        sink: Option<&str>,
+        outcome: Option<(u32, u64)>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, Error>;
+    async fn sink_names(&self) -> Result<Vec<String>, Error>;
+    async fn sink_status(&self, sink: &str) -> Result<Vec<SinkPartitionStatus>, Error>;
     async fn due_timers(
         &self,
         now: DateTime<Utc>,
@@ -121,6 +161,74 @@ macro_rules! delegate_journal {
             ) -> Result<(), Error> {
                 <$backend>::save_sink_progress(self, sink, partition, next_offset).await
             }
+            async fn deliveries(
+                &self,
+                sink: &str,
+                partition: u32,
+                offsets: Range<u64>,
+            ) -> Result<Vec<Delivery>, Error> {
+                <$backend>::deliveries(self, sink, partition, offsets).await
+            }
+            async fn delivery_sending(
+                &self,
+                sink: &str,
+                partition: u32,
+                log_offset: u64,
+                at: DateTime<Utc>,
+            ) -> Result<bool, Error> {
+                <$backend>::delivery_sending(self, sink, partition, log_offset, at).await
+            }
+            async fn delivery_sent(
+                &self,
+                sink: &str,
+                partition: u32,
+                log_offset: u64,
+                provider_message_id: &str,
+                at: DateTime<Utc>,
+            ) -> Result<(), Error> {
+                <$backend>::delivery_sent(
+                    self,
+                    sink,
+                    partition,
+                    log_offset,
+                    provider_message_id,
+                    at,
+                )
+                .await
+            }
+            async fn delivery_error(
+                &self,
+                sink: &str,
+                partition: u32,
+                log_offset: u64,
+                state: DeliveryState,
+                error: &str,
+                at: DateTime<Utc>,
+            ) -> Result<(), Error> {
+                <$backend>::delivery_error(self, sink, partition, log_offset, state, error, at)
+                    .await
+            }
+            async fn deliveries_unfinished(
+                &self,
+                sink: &str,
+                limit: u32,
+            ) -> Result<Vec<Delivery>, Error> {
+                <$backend>::deliveries_unfinished(self, sink, limit).await
+            }
+            async fn redrive_failed_deliveries(
+                &self,
+                sink: Option<&str>,
+                outcome: Option<(u32, u64)>,
+                at: DateTime<Utc>,
+            ) -> Result<u64, Error> {
+                <$backend>::redrive_failed_deliveries(self, sink, outcome, at).await
+            }
+            async fn sink_names(&self) -> Result<Vec<String>, Error> {
+                <$backend>::sink_names(self).await
+            }
+            async fn sink_status(&self, sink: &str) -> Result<Vec<SinkPartitionStatus>, Error> {
+                <$backend>::sink_status(self, sink).await
+            }
             async fn close(&self) {
                 <$backend>::close(self).await
             }
@@ -179,6 +287,9 @@ conformance!(
     coupon_times_read_back_at_millisecond_precision,
     duplicate_request_fails_the_whole_batch,
     sink_progress_is_kept_per_sink_and_partition,
+    delivery_ledger_never_resends_a_sent_outcome,
+    delivery_ledger_failures_are_kept_and_redriven,
+    sink_status_shows_progress_backlog_and_counts,
     limit_breaches_are_reported,
     a_batch_of_thousands_commits_whole,
     timers_come_with_grants_and_go_with_their_outcomes,
@@ -495,6 +606,225 @@ async fn sink_progress_is_kept_per_sink_and_partition(journal: &impl Journal) {
     assert_eq!(journal.sink_progress("expiry").await.unwrap(), []);
 }
 
+/// The ledger protocol (docs/exactly-once.md, "Effects"): `sending` before the provider is
+/// called, `sent` after; a `sent` row refuses to become `sending` again, and a `sending` row
+/// found later (a crash mid-send) may be resent, counting the attempt.
+async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
+    assert!(journal.delivery_sending("ses", 0, 5, at(10)).await.unwrap());
+    let rows = journal.deliveries("ses", 0, 0..100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!((row.partition, row.log_offset), (0, 5));
+    assert_eq!(row.outcome_id(), "0-5");
+    assert_eq!(row.state, DeliveryState::Sending);
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.first_attempt_at, at(10));
+    assert_eq!(row.provider_message_id, None);
+
+    // Found `sending` after a crash: resent, one more attempt.
+    assert!(journal.delivery_sending("ses", 0, 5, at(20)).await.unwrap());
+    journal
+        .delivery_sent("ses", 0, 5, "ses-message-1", at(21))
+        .await
+        .unwrap();
+    let row = journal.deliveries("ses", 0, 5..6).await.unwrap().remove(0);
+    assert_eq!(row.state, DeliveryState::Sent);
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.provider_message_id.as_deref(), Some("ses-message-1"));
+    assert_eq!((row.first_attempt_at, row.updated_at), (at(10), at(21)));
+
+    // Sent is final: neither a new attempt nor a late error changes it.
+    assert!(!journal.delivery_sending("ses", 0, 5, at(30)).await.unwrap());
+    journal
+        .delivery_error("ses", 0, 5, DeliveryState::Failed, "late", at(31))
+        .await
+        .unwrap();
+    let again = journal.deliveries("ses", 0, 5..6).await.unwrap().remove(0);
+    assert_eq!(again, row);
+
+    // Keyed per sink and outcome: the mailbox's delivery of the same outcome is its own.
+    assert!(journal
+        .delivery_sending("mailbox", 0, 5, at(40))
+        .await
+        .unwrap());
+    assert_eq!(journal.deliveries("ses", 0, 0..5).await.unwrap(), []);
+    assert_eq!(journal.deliveries("ses", 1, 0..100).await.unwrap(), []);
+    assert_eq!(journal.sink_names().await.unwrap(), ["mailbox", "ses"]);
+}
+
+/// A transient error keeps the row `sending` with the reason; a permanent one marks it
+/// `failed`; a redrive (all, per sink, per outcome) turns failed rows `queued`, and the
+/// sink finds them, and rows left `sending`, among its unfinished deliveries.
+async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) {
+    for offset in [1, 2, 3] {
+        assert!(journal
+            .delivery_sending("ses", 2, offset, at(1))
+            .await
+            .unwrap());
+    }
+    journal
+        .delivery_error("ses", 2, 1, DeliveryState::Sending, "throttled", at(2))
+        .await
+        .unwrap();
+    for offset in [2, 3] {
+        journal
+            .delivery_error(
+                "ses",
+                2,
+                offset,
+                DeliveryState::Failed,
+                "rejected: bad address",
+                at(2),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(journal
+        .delivery_sending("mailbox", 0, 9, at(1))
+        .await
+        .unwrap());
+    journal
+        .delivery_error("mailbox", 0, 9, DeliveryState::Failed, "disk full", at(2))
+        .await
+        .unwrap();
+    let rows = journal.deliveries("ses", 2, 0..10).await.unwrap();
+    let states: Vec<_> = rows
+        .iter()
+        .map(|r| (r.log_offset, r.state, r.last_error.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (1, DeliveryState::Sending, Some("throttled")),
+            (2, DeliveryState::Failed, Some("rejected: bad address")),
+            (3, DeliveryState::Failed, Some("rejected: bad address")),
+        ]
+    );
+    // Unfinished: the `sending` row (a sink finds one only after a crash), not the failed.
+    let unfinished = journal.deliveries_unfinished("ses", 10).await.unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(
+        (unfinished[0].outcome_id(), unfinished[0].state),
+        ("2-1".into(), DeliveryState::Sending)
+    );
+    journal
+        .delivery_sent("ses", 2, 1, "m-1", at(3))
+        .await
+        .unwrap();
+    assert_eq!(journal.deliveries_unfinished("ses", 10).await.unwrap(), []);
+
+    // One outcome, then one sink, then whatever is left.
+    let one = journal
+        .redrive_failed_deliveries(Some("ses"), Some((2, 3)), at(3))
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let queued = journal.deliveries_unfinished("ses", 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        (queued[0].outcome_id(), queued[0].state),
+        ("2-3".into(), DeliveryState::Queued)
+    );
+    assert_eq!(
+        journal
+            .redrive_failed_deliveries(Some("ses"), None, at(4))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        journal.deliveries_unfinished("ses", 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        journal
+            .deliveries_unfinished("ses", 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        journal.deliveries_unfinished("mailbox", 10).await.unwrap(),
+        []
+    );
+    assert_eq!(
+        journal
+            .redrive_failed_deliveries(None, None, at(5))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        journal
+            .deliveries_unfinished("mailbox", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        journal
+            .redrive_failed_deliveries(None, None, at(6))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A queued row is sent like any other.
+    assert!(journal.delivery_sending("ses", 2, 2, at(7)).await.unwrap());
+    journal
+        .delivery_sent("ses", 2, 2, "m-2", at(8))
+        .await
+        .unwrap();
+    let row = journal.deliveries("ses", 2, 2..3).await.unwrap().remove(0);
+    assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 2));
+}
+
+/// `turnstile sinks status`: per partition a processor took, the sink's progress, the
+/// outbox's end, the backlog between them, and the ledger's counts by state.
+async fn sink_status_shows_progress_backlog_and_counts(journal: &impl Journal) {
+    let lease0 = journal.acquire(0).await.unwrap();
+    let outcomes = vec![
+        campaign(0, 0, "drop", 10, 1),
+        grant(0, 1, "drop", 1, "alice"),
+        rejected(0, 2, "drop", "alice", Rejection::UserLimitReached),
+        grant(0, 3, "drop", 2, "bob"),
+    ];
+    journal.commit(&batch(lease0, 4, outcomes)).await.unwrap();
+    journal.acquire(1).await.unwrap();
+    journal.save_sink_progress("ses", 0, 2).await.unwrap();
+    assert!(journal.delivery_sending("ses", 0, 1, at(1)).await.unwrap());
+    journal
+        .delivery_sent("ses", 0, 1, "m", at(2))
+        .await
+        .unwrap();
+    assert!(journal.delivery_sending("ses", 0, 3, at(1)).await.unwrap());
+
+    let status = journal.sink_status("ses").await.unwrap();
+    assert_eq!(
+        status,
+        [
+            SinkPartitionStatus {
+                partition: 0,
+                next_offset: 2,
+                outbox_end_offset: 4,
+                backlog_outcomes: 1, // the rejection has no outbox row
+                sent: 1,
+                sending: 1,
+                ..SinkPartitionStatus::default()
+            },
+            SinkPartitionStatus {
+                partition: 1,
+                ..SinkPartitionStatus::default()
+            },
+        ]
+    );
+    let untouched = journal.sink_status("mailbox").await.unwrap();
+    assert_eq!(untouched[0].backlog_outcomes, 3);
+    assert_eq!(untouched[0].next_offset, 0);
+}
+
 async fn limit_breaches_are_reported(journal: &impl Journal) {
     // The journal stores what it is given; the audit relies on it to show a broken limit.
     let lease = journal.acquire(0).await.unwrap();
@@ -697,6 +1027,7 @@ fn spec(capacity: u32, per_user_limit: u32) -> CampaignSpec {
         closes_at: Some(at(3_600)),
         time_zone: "Asia/Seoul".into(),
         valid_days: 0,
+        locale: None,
     }
 }
 

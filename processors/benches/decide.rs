@@ -37,6 +37,7 @@ fn campaign(capacity: u32) -> (PartitionState, u64) {
         closes_at: None,
         time_zone: "Asia/Seoul".into(),
         valid_days: 0,
+        locale: None,
     };
     let create = envelope(u64::MAX, 0, CouponCommand::CreateCampaign { spec });
     state.apply(

@@ -39,6 +39,7 @@ fn main() {
         closes_at: None,
         time_zone: "America/New_York".into(),
         valid_days: 1,
+        locale: None,
     };
     // The journal's outcomes, as a first run decided them.
     let mut first_run = PartitionState::new(0);

@@ -41,6 +41,7 @@ fn main() {
         closes_at: None,
         time_zone: "Asia/Seoul".into(),
         valid_days: 0,
+        locale: None,
     };
     let create = envelope(
         "create".into(),

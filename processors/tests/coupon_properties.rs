@@ -140,6 +140,7 @@ impl CampaignGen {
             closes_at: self.closes_after_h.map(|h| anchor + Duration::hours(h)),
             time_zone: TIME_ZONES[self.time_zone].to_string(),
             valid_days: self.valid_days,
+            locale: None,
         }
     }
 }

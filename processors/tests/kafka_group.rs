@@ -170,6 +170,7 @@ async fn members_join_and_leave_and_every_request_is_decided_once() {
             closes_at: None,
             time_zone: "Asia/Seoul".into(),
             valid_days: 0,
+            locale: None,
         };
         let create = envelope(
             campaign,

@@ -66,6 +66,7 @@ fn create(resource: &str, capacity: u32) -> Vec<u8> {
         closes_at: None,
         time_zone: "Asia/Tokyo".into(),
         valid_days: 0,
+        locale: None,
     };
     envelope(
         resource,

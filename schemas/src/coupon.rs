@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const CAPACITY_MAX: u32 = 100_000_000;
 /// Longest validity, in days after the day of issue.
 pub const VALID_DAYS_MAX: u32 = 3_650;
+/// The locales notifications are written in (`CampaignSpec::locale`); the first is the
+/// default. A locale is added here together with its templates in `sinks/src/notify/`.
+pub const LOCALES: &[&str] = &["en", "ko"];
 
 /// How long before a coupon expires its holder is reminded (the "expiring tomorrow"
 /// notice): the reminder timer is due this many hours before `expires_at`.
@@ -37,6 +40,11 @@ pub struct CampaignSpec {
     /// (0: until the end of the day of issue).
     #[serde(default)]
     pub valid_days: u32,
+    /// Language of the campaign's notifications: one of [`LOCALES`] (`en`, `ko`); English
+    /// when absent. Left out of the JSON when absent, so that specs (and the outcomes that
+    /// carry them) written before this field existed serialise byte for byte as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 fn default_per_user_limit() -> u32 {
@@ -71,6 +79,15 @@ impl CampaignSpec {
         if self.title.len() > 200 {
             return Err("title must be at most 200 bytes".into());
         }
+        if let Some(locale) = &self.locale {
+            if !LOCALES.contains(&locale.as_str()) {
+                return Err(format!(
+                    "locale {locale:?} is not supported: use one of {LOCALES:?}, or leave it out \
+                     for {:?}",
+                    LOCALES[0]
+                ));
+            }
+        }
         self.time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
             format!(
                 "time_zone {:?} is not an IANA time zone name (e.g. Asia/Seoul, America/New_York)",
@@ -97,7 +114,7 @@ pub enum CouponCommand {
         coupon_id: String,
     },
     /// End a coupon's validity. Written by the expiry scheduler when the coupon's expiry
-    /// timer comes due (`docs/exactly-once.md`, rules 27–32), never accepted from callers.
+    /// timer comes due (`docs/exactly-once.md`, rules 33–38), never accepted from callers.
     Expire {
         /// The coupon whose validity ends.
         coupon_id: String,
@@ -172,5 +189,50 @@ impl Coupon {
     pub fn reminder_due(&self) -> Option<DateTime<Utc>> {
         let due = self.expires_at - chrono::Duration::hours(EXPIRY_REMINDER_LEAD_HOURS);
         (due > self.issued_at).then_some(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(locale: Option<&str>) -> CampaignSpec {
+        CampaignSpec {
+            title: "Drop".into(),
+            capacity: 10,
+            per_user_limit: 1,
+            opens_at: None,
+            closes_at: None,
+            time_zone: "Asia/Seoul".into(),
+            valid_days: 0,
+            locale: locale.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_spec_without_a_locale_serialises_as_before_the_field_existed() {
+        // Invariant 6: outcomes stored before `locale` existed must replay byte for byte.
+        let before = r#"{"title":"Drop","capacity":10,"per_user_limit":1,"time_zone":"Asia/Seoul","valid_days":0}"#;
+        let parsed: CampaignSpec = serde_json::from_str(before).expect("old specs parse");
+        assert_eq!(parsed, spec(None));
+        assert_eq!(serde_json::to_string(&parsed).expect("serialises"), before);
+    }
+
+    #[test]
+    fn a_locale_round_trips_and_is_validated() {
+        let korean = spec(Some("ko"));
+        let json = serde_json::to_string(&korean).expect("serialises");
+        assert!(json.ends_with(r#","locale":"ko"}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<CampaignSpec>(&json).expect("parses"),
+            korean
+        );
+        assert!(korean.validate().is_ok());
+        assert!(spec(Some("en")).validate().is_ok());
+        assert!(spec(None).validate().is_ok());
+        let error = spec(Some("fr"))
+            .validate()
+            .expect_err("fr has no templates");
+        assert!(error.contains("locale \"fr\" is not supported"), "{error}");
     }
 }

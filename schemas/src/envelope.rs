@@ -71,7 +71,7 @@ impl Envelope {
         let timer_id = envelope.request_id.starts_with(TIMER_REQUEST_PREFIX);
         if command.is_timer() != timer_id {
             // Timer commands and only they carry timer ids, so a caller's request can never
-            // take a timer's id and swallow its firing (docs/exactly-once.md, rule 32).
+            // take a timer's id and swallow its firing (docs/exactly-once.md, rule 38).
             return Err(format!(
                 "request_id {:?}: ids starting with {TIMER_REQUEST_PREFIX:?} belong to timer \
                  commands (expire, remind_expiry), and timer commands only use such ids",

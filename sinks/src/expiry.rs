@@ -1,7 +1,7 @@
 //! The expiry scheduler: turns due timers into commands on the log.
 //!
 //! Timers are rows of the journal, made and deleted by the processors' batch commits
-//! (`docs/exactly-once.md`, rules 27–32). The scheduler only reads them: each pass it pages
+//! (`docs/exactly-once.md`, rules 33–38). The scheduler only reads them: each pass it pages
 //! through every timer due by its [`Clock`], appends the command of each one it has not
 //! appended yet — stamped with the timer's due time, so the decision is the one a punctual
 //! scheduler would have got — and remembers it as in flight until the timer's row is gone.
@@ -158,7 +158,7 @@ impl<A: CommandAppender, C: Clock> ExpiryScheduler<A, C> {
 }
 
 /// The command a timer fires: its request id is the timer's id, and its time the timer's
-/// due time (`docs/exactly-once.md`, rule 28).
+/// due time (`docs/exactly-once.md`, rule 34).
 pub fn timer_envelope(timer: &TimerRow) -> Envelope {
     Envelope {
         v: ENVELOPE_VERSION,

@@ -4,17 +4,19 @@
 //! - [`expiry`]: the expiry scheduler — appends the commands of due timers (coupon
 //!   expiries and reminders) to the log, so the partitions' single writers apply them.
 //! - [`clock`]: where the scheduler's "now" comes from (the system, or a hand-set clock).
-//! - [`mailbox`]: the embedded default's notifier — one `.eml` file per granted coupon in a
-//!   local mailbox directory (SES and SMTP come later, beside it, with the same shape).
+//! - [`notify`]: the notifier — one loop over the outbox and the delivery ledger, the
+//!   templates per notification kind and locale, and its transports: a local mailbox
+//!   directory (the embedded default, one `.eml` per message) and Amazon SES (production).
 //!
-//! Every sink follows the same contract (`docs/exactly-once.md`, "Effects"): it reads the
-//! outbox, never the log; it keeps its own progress per partition in the journal and saves
-//! it only after delivering; and it makes a repeated delivery of an outcome id harmless, so
-//! a crash between delivering and saving progress cannot produce a second effect.
+//! Every sink follows the same contract (`docs/exactly-once.md`, "Effects";
+//! `docs/sinks.md`): it reads the outbox, never the log; it keeps its own progress per
+//! partition in the journal and saves it only after delivering; and it makes a repeated
+//! delivery of an outcome id harmless, so a crash between delivering and saving progress
+//! cannot produce a second effect that is not recognisable as one.
 
 pub mod clock;
 pub mod expiry;
-pub mod mailbox;
+pub mod notify;
 
 /// Errors of the sinks.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +27,7 @@ pub enum Error {
     /// Appending a timer's command to the log failed.
     #[error("cannot append a timer command to the log: {0}")]
     Append(String),
-    /// Writing a delivery failed.
+    /// Writing a message to the mailbox directory failed.
     #[error("cannot write {path}: {source}")]
     Io {
         /// The file.
@@ -33,6 +35,21 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// SES refused or did not answer; `retriable` is [`notify::ses::is_retriable_error`]'s
+    /// verdict on the SDK's error.
+    #[error("SES: {message}")]
+    Ses {
+        /// What SES (or the SDK) said.
+        message: String,
+        /// Whether the same request may succeed later.
+        retriable: bool,
+    },
+    /// A user id gives no valid e-mail address (see `notify::RecipientRule`).
+    #[error("{0:?} is not a valid e-mail address (check the user id or --recipient-domain)")]
+    InvalidAddress(String),
+    /// A send task panicked or was cancelled.
+    #[error("a send task failed: {0}")]
+    Task(String),
 }
 
 impl Error {
@@ -40,7 +57,10 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Journal(e) => e.is_retriable(),
-            Error::Io { .. } | Error::Append(_) => true,
+            Error::Io { source, .. } => notify::mailbox::is_retriable_io_error(source),
+            Error::Append(_) => true,
+            Error::Ses { retriable, .. } => *retriable,
+            Error::InvalidAddress(_) | Error::Task(_) => false,
         }
     }
 }

@@ -9,12 +9,14 @@
 //!   race and the open loop of `turnstile load`.
 //! - [`audit`]: `turnstile audit`, the invariant checks and the replay of the log.
 //! - [`dlq`]: `turnstile dlq list|replay`, dead-lettered records through an edge.
+//! - [`sinks`]: `turnstile sinks status|retry`, the sinks' progress and delivery ledger.
 
 mod audit;
 mod demo;
 mod dlq;
 mod load;
 mod loadgen;
+mod sinks;
 mod stack;
 
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ use turnstile_journal::JournalLocation;
 use turnstile_log_kafka::KafkaLogConfig;
 use turnstile_processors::runtime::ProcessorConfig;
 
-use crate::stack::{EmbeddedStack, StackConfig};
+use crate::stack::{EmbeddedStack, NotifierSettings, NotifierTransport, StackConfig};
 
 /// turnstile: flash-traffic allocation, exactly once.
 ///
@@ -93,6 +95,11 @@ enum Commands {
     /// partition is dead-lettered by its processor, which moves on. For example:
     /// `turnstile dlq list`, then `turnstile dlq replay --partition 2 --offset 1041`.
     Dlq(dlq::DlqArgs),
+    /// Show the sinks' progress and delivery ledger, or re-drive failed deliveries.
+    ///
+    /// Reads the journal directly: `turnstile sinks status` (add --json for scripts),
+    /// `turnstile sinks retry --sink ses`.
+    Sinks(sinks::SinksArgs),
     /// Write the JSON Schemas of the log envelope, outcomes, campaign spec and API errors.
     Schema {
         /// Directory to write `*.schema.json` into (created if missing).
@@ -129,7 +136,57 @@ struct ServeArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
+    notifier: NotifierArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// How notifications go out.
+#[derive(Debug, Clone, Args)]
+struct NotifierArgs {
+    /// Where notifications go: `mailbox` writes one .eml file per message to the data
+    /// directory's mailbox/; `ses` sends through Amazon SES, configured as the AWS SDK
+    /// finds it (AWS_REGION, credentials, and AWS_ENDPOINT_URL for a local moto).
+    #[arg(long, env = "TURNSTILE_NOTIFIER", value_enum, default_value_t = NotifierTransport::Mailbox)]
+    notifier: NotifierTransport,
+    /// Sender address with --notifier ses. It must be a verified SES identity.
+    #[arg(
+        long,
+        env = "TURNSTILE_SES_FROM",
+        value_name = "ADDRESS",
+        required_if_eq("notifier", "ses")
+    )]
+    ses_from: Option<String>,
+    /// Domain of recipients' addresses: a user id that contains '@' is its own address,
+    /// any other becomes <user_id>@<this domain>.
+    #[arg(
+        long,
+        env = "TURNSTILE_RECIPIENT_DOMAIN",
+        default_value = "example.invalid"
+    )]
+    recipient_domain: String,
+    /// Most messages in flight to the provider at once; also the most a crash can leave
+    /// ambiguous (resent with the same Message-ID on restart).
+    #[arg(long, env = "TURNSTILE_SENDS_IN_FLIGHT_MAX", default_value_t = 8)]
+    sends_in_flight_max: usize,
+}
+
+impl NotifierArgs {
+    fn settings(&self) -> anyhow::Result<NotifierSettings> {
+        let mut settings = NotifierSettings {
+            transport: self.notifier,
+            ..NotifierSettings::default()
+        };
+        if let Some(from) = &self.ses_from {
+            settings.config.from = from.clone();
+        }
+        settings.config.recipients.domain = self.recipient_domain.clone();
+        if self.sends_in_flight_max == 0 {
+            anyhow::bail!("--sends-in-flight-max must be at least 1");
+        }
+        settings.config.sends_in_flight_max = self.sends_in_flight_max;
+        Ok(settings)
+    }
 }
 
 /// Where the log is, when it is Kafka rather than the embedded log.
@@ -243,6 +300,7 @@ impl Tuning {
                 ..ProcessorConfig::default()
             },
             edge_state: EdgeStateConfig::InProcess,
+            notifier: NotifierSettings::default(),
         }
     }
 }
@@ -304,6 +362,7 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
                 }
                 in_process => in_process,
             };
+            config.notifier = args.notifier.settings()?;
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
             stop_requested().await?;
@@ -314,6 +373,7 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Demo(args) => demo::run(args).await,
         Commands::Load(args) => load::run(args).await,
         Commands::Dlq(args) => dlq::run(args).await,
+        Commands::Sinks(args) => sinks::run(args).await,
         Commands::Audit {
             data_dir,
             journal,

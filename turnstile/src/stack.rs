@@ -26,7 +26,9 @@ use turnstile_processors::kafka_group::run_group_member;
 use turnstile_processors::runtime::{DecisionListener, ProcessorConfig, ProcessorGroup};
 use turnstile_sinks::clock::SystemClock;
 use turnstile_sinks::expiry::{AppendError, CommandAppender, ExpiryConfig, ExpiryScheduler};
-use turnstile_sinks::mailbox::{MailboxConfig, MailboxSink};
+use turnstile_sinks::notify::mailbox::MailboxTransport;
+use turnstile_sinks::notify::ses::SesTransport;
+use turnstile_sinks::notify::{Notifier, NotifierConfig};
 
 /// Where the embedded stack keeps its files and how it runs.
 #[derive(Debug, Clone)]
@@ -48,7 +50,41 @@ pub struct StackConfig {
     pub processor: ProcessorConfig,
     /// Where the edge state lives: in process (the default) or in Redis.
     pub edge_state: EdgeStateConfig,
+    /// How notifications go out: the mailbox directory (the default) or SES.
+    pub notifier: NotifierSettings,
 }
+
+/// Which transport the notifier uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NotifierTransport {
+    /// `.eml` files in the data directory's `mailbox/`: the embedded default.
+    #[default]
+    Mailbox,
+    /// Amazon SES (v2 API), configured as the AWS SDK finds it (`AWS_REGION`,
+    /// credentials, `AWS_ENDPOINT_URL`).
+    Ses,
+}
+
+/// The notifier's transport and settings.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// The transport.
+    pub transport: NotifierTransport,
+    /// The loop's settings. Its `sink` name is set from the transport.
+    pub config: NotifierConfig,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        NotifierSettings {
+            transport: NotifierTransport::Mailbox,
+            config: NotifierConfig::new("mailbox", MAILBOX_FROM),
+        }
+    }
+}
+
+/// The sender of mailbox messages, which go nowhere but the data directory.
+pub const MAILBOX_FROM: &str = "turnstile <no-reply@turnstile.invalid>";
 
 /// Paths inside a data directory.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
@@ -77,7 +113,7 @@ pub struct EmbeddedStack {
     pub addr: SocketAddr,
     /// Stops the edge; the processors stop later, so in-flight requests get decided.
     edge_shutdown: watch::Sender<bool>,
-    /// Stops the processors and the mailbox sink.
+    /// Stops the processors and the notifier.
     shutdown: watch::Sender<bool>,
     /// Stops the Redis publisher and subscriber, after the processors: the publisher
     /// drains what the processors' last batches queued.
@@ -85,7 +121,7 @@ pub struct EmbeddedStack {
     edge: OwnedTask<std::io::Result<()>>,
     /// The Redis publisher and subscriber, when the edge state is in Redis.
     redis_tasks: Vec<OwnedTask<()>>,
-    mailbox: OwnedTask<()>,
+    notifier: OwnedTask<()>,
     /// The expiry scheduler, firing due timers into the log.
     expiry: OwnedTask<()>,
     processors: OwnedTask<Result<(), turnstile_processors::runtime::Error>>,
@@ -95,7 +131,7 @@ pub struct EmbeddedStack {
     /// 6k claims/s). On their own thread the single writers are never queued behind the edge.
     processor_runtime: DedicatedRuntime,
     /// The sinks run on a thread of their own too: the mailbox creates a file per message
-    /// with blocking calls, which must stall neither HTTP handlers nor the processors.
+    /// and SES sends over HTTP, which must stall neither HTTP handlers nor the processors.
     sink_runtime: DedicatedRuntime,
     log: CommandLog,
     journal: Journal,
@@ -197,13 +233,8 @@ impl EmbeddedStack {
                 (feed, processors, Some(gate))
             }
         };
-        let mailbox = MailboxSink::new(
-            MailboxConfig::new(mailbox_dir(&config.data_dir)),
-            journal.clone(),
-            config.partitions,
-        );
         let sink_runtime = DedicatedRuntime::start("turnstile-sinks")?;
-        let mailbox = OwnedTask(sink_runtime.spawn(mailbox.run(shutdown_rx.clone())));
+        let notifier = start_notifier(&sink_runtime, config, &journal, shutdown_rx.clone()).await?;
         let expiry = ExpiryScheduler::new(
             ExpiryConfig::default(),
             journal.clone(),
@@ -226,7 +257,7 @@ impl EmbeddedStack {
             redis_shutdown,
             edge,
             redis_tasks,
-            mailbox,
+            notifier,
             expiry,
             processors,
             processor_runtime,
@@ -248,10 +279,10 @@ impl EmbeddedStack {
             .join()
             .await
             .context("a processor panicked")??;
-        self.mailbox
+        self.notifier
             .join()
             .await
-            .context("the mailbox sink panicked")?;
+            .context("the notifier panicked")?;
         self.expiry
             .join()
             .await
@@ -281,6 +312,32 @@ impl CommandAppender for TimerLog {
     async fn append(&self, partition: u32, payload: Vec<u8>) -> Result<u64, AppendError> {
         self.0.append(partition, payload, None).await
     }
+}
+
+/// Starts the notifier on the sinks' runtime with the configured transport.
+async fn start_notifier(
+    runtime: &DedicatedRuntime,
+    config: &StackConfig,
+    journal: &Journal,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<OwnedTask<()>> {
+    let mut notifier = config.notifier.config.clone();
+    let task = match config.notifier.transport {
+        NotifierTransport::Mailbox => {
+            notifier.sink = "mailbox".into();
+            let transport = MailboxTransport::new(mailbox_dir(&config.data_dir))
+                .context("cannot create the mailbox directory")?;
+            let notifier = Notifier::new(notifier, journal.clone(), config.partitions, transport);
+            runtime.spawn(notifier.run(shutdown))
+        }
+        NotifierTransport::Ses => {
+            notifier.sink = "ses".into();
+            let transport = SesTransport::from_env().await;
+            let notifier = Notifier::new(notifier, journal.clone(), config.partitions, transport);
+            runtime.spawn(notifier.run(shutdown))
+        }
+    };
+    Ok(OwnedTask(task))
 }
 
 /// Recovers every partition on the processors' runtime, deciding what is already on the
@@ -450,6 +507,7 @@ mod tests {
             processor: ProcessorConfig::default(),
             edge_state: EdgeStateConfig::InProcess,
             kafka: None,
+            notifier: NotifierSettings::default(),
         };
         let stack = EmbeddedStack::start(&config).await.unwrap();
         drop(stack);

@@ -5,6 +5,8 @@
 
 mod common;
 
+use base64::Engine as _;
+
 use common::{client, create_campaign, temp_dir, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -229,12 +231,25 @@ async fn claims_replays_redeems_and_lookups() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(message.contains("To: alice\r\n"), "{message:?}");
+    let (head, body) = message.split_once("\r\n\r\n").unwrap();
     assert!(
-        message.contains("Subject: Your coupon spring-1 for Spring"),
+        head.contains("To: alice@example.invalid\r\n"),
         "{message:?}"
     );
-    assert!(message.contains("00:00 (Asia/Seoul)"), "{message:?}");
+    let outcome_id = format!("{}-{}", position["partition"], position["offset"]);
+    assert!(
+        head.contains(&format!("X-Turnstile-Outcome-Id: {outcome_id}\r\n")),
+        "{message:?}"
+    );
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(body.replace("\r\n", ""))
+        .unwrap();
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("your coupon spring-1 for \"Spring"),
+        "{body:?}"
+    );
+    assert!(body.contains("00:00 KST (Asia/Seoul)"), "{body:?}");
 
     // The user's coupons, with expiry in UTC and in the campaign's local time.
     let mine: Value = common::get_json(&client, &server.url("/v1/users/alice/coupons")).await;

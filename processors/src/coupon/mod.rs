@@ -177,7 +177,7 @@ impl CouponCampaign {
             Some(Rejection::AlreadyRedeemed)
         } else if coupon.is_expired() || now >= self.expiries[coupon.expiry()] {
             // An expiry logged before this redeem wins even if the redeem was submitted
-            // earlier: log order decides (docs/exactly-once.md, rule 31).
+            // earlier: log order decides (docs/exactly-once.md, rule 37).
             Some(Rejection::CouponExpired)
         } else {
             None

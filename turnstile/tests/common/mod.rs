@@ -21,10 +21,22 @@ impl Server {
 
     /// [`Server::start`] with its log at `level` going to `stderr` (e.g. a file).
     pub fn start_logging(data_dir: &Path, extra: &[&str], level: &str, stderr: Stdio) -> Server {
+        Self::start_with_env(data_dir, extra, &[], level, stderr)
+    }
+
+    /// [`Server::start_logging`] with extra environment variables (e.g. the AWS SDK's).
+    pub fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        level: &str,
+        stderr: Stdio,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_turnstile"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", level)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -350,3 +362,5 @@ impl Drop for RedisNamespace {
         self.clear();
     }
 }
+
+pub mod moto;

@@ -1,4 +1,4 @@
--- Timers: the same table as SQLite's (../0003_timers.sql), typed.
+-- Timers: the same table as SQLite's (../0004_timers.sql), typed.
 CREATE TABLE timers (
     resource_id text        NOT NULL,
     timer_id    text        NOT NULL,

@@ -1,4 +1,4 @@
--- Timers (docs/exactly-once.md, rules 27-32): due commands the expiry scheduler writes
+-- Timers (docs/exactly-once.md, rules 33-38): due commands the expiry scheduler writes
 -- back into the log. A row is made by the commit of the outcome that needs it (a granted
 -- coupon makes its expiry and reminder timers) and deleted by the commit of the timer
 -- command's own outcome, so a row exists exactly while its timer has not taken effect.

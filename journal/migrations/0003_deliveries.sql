@@ -1,0 +1,23 @@
+-- The delivery ledger: one row per (sink, outcome) that a sink tried to deliver, so that a
+-- retry, a re-delivery after a crash or a redrive never sends a message twice, and an
+-- operator can see what was sent, what failed and why (docs/exactly-once.md, "Effects").
+-- The outcome id is `<partition>-<log_offset>`: the key is that id in its two parts.
+--
+-- state: `sending` (written before the provider is called; found at start it means the
+-- process died mid-send), `sent` (the provider accepted it: never sent again), `failed`
+-- (a permanent error; the partition moved on), `queued` (a failed one re-driven by
+-- `turnstile sinks retry`, waiting for the sink).
+CREATE TABLE deliveries (
+    sink                TEXT    NOT NULL,
+    partition           INTEGER NOT NULL,
+    log_offset          INTEGER NOT NULL,
+    state               TEXT    NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'queued')),
+    attempts            INTEGER NOT NULL,
+    last_error          TEXT,
+    provider_message_id TEXT,
+    first_attempt_at    TEXT    NOT NULL,
+    updated_at          TEXT    NOT NULL,
+    PRIMARY KEY (sink, partition, log_offset)
+) WITHOUT ROWID;
+-- The sink's scan for re-driven rows and `sinks status`'s counts.
+CREATE INDEX deliveries_by_state ON deliveries (sink, state);

@@ -1,0 +1,61 @@
+//! The notifier: tells users about their outcomes by e-mail, each message once.
+//!
+//! One loop ([`Notifier`], `sink.rs`) serves every transport: it reads the journal's outbox
+//! per partition, turns each outcome worth telling into a [`Notification`] (`template.rs`),
+//! renders it in the campaign's locale and time zone into a [`Message`] (`message.rs`), and
+//! hands it to a [`Transport`]: the local mailbox directory on the embedded default
+//! (`mailbox.rs`), Amazon SES in production (`ses.rs`). Every delivery is recorded in the
+//! journal's delivery ledger, keyed by (sink, outcome id), before and after the provider is
+//! called; the rules are `docs/exactly-once.md` ("Effects") and `docs/sinks.md`.
+//!
+//! # Layout
+//! - `config.rs`: [`NotifierConfig`], the loop's settings and limits.
+//! - `template.rs`: [`NotificationKind`], [`Notification`] and the per-locale templates.
+//! - `message.rs`: [`Message`], its raw MIME, and [`RecipientRule`] (user id → address).
+//! - `sink.rs`: [`Notifier`], the outbox → ledger → transport loop, and its counters.
+//! - `mailbox.rs`, `ses.rs`: the transports, each with its one `is_retriable_*` rule.
+//!
+//! # What plugs in where
+//! - A new domain (bookings, seat holds, auctions) adds its [`NotificationKind`]'s variant
+//!   to [`Notification`] with a facts struct and template in `template.rs`, and maps its
+//!   outcome to it in `Notifier::notification` (`sink.rs`). The ledger, retries and
+//!   transports need nothing new.
+//! - "Coupon expiring tomorrow" comes from the expiry scheduler (`crate::expiry`): the
+//!   coupon's reminder timer writes a command into the log, the processor decides it
+//!   (`Decision::CouponExpiring`), and the outcome reaches the outbox like any other.
+//! - Another provider (SMTP) is one more [`Transport`] beside `ses.rs`.
+
+mod config;
+pub mod mailbox;
+mod message;
+pub mod ses;
+mod sink;
+mod template;
+
+use std::future::Future;
+
+pub use config::NotifierConfig;
+pub use message::{Message, RecipientRule};
+pub use sink::{Notifier, NotifierStats, PassReport};
+pub use template::{CouponFacts, Locale, Notification, NotificationKind, Rendered};
+
+use crate::Error;
+
+/// What a provider says when it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    /// The provider's id for the message (SES's `MessageId`, the mailbox's file name),
+    /// kept in the ledger.
+    pub provider_message_id: String,
+}
+
+/// A way to send a message. Each transport decides, in one function, which of its
+/// errors are worth retrying ([`Error::is_retriable`]).
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Hands `message` to the provider. `Ok` means the provider accepted it; a send may be
+    /// repeated after a crash, with the same `Message-ID`.
+    fn deliver(
+        &self,
+        message: &Message,
+    ) -> impl Future<Output = Result<DeliveryReceipt, Error>> + Send;
+}

@@ -1,0 +1,459 @@
+//! The notifier loop: outbox → notification → ledger → transport → ledger → progress.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use turnstile_journal::{DeliveryState, Journal};
+use turnstile_schemas::{Decision, Outcome};
+
+use super::{CouponFacts, Locale, Message, Notification, NotifierConfig, Transport};
+use crate::Error;
+
+/// What the notifier has done since it started: typed counters, one place for their names.
+#[derive(Debug, Default)]
+pub struct NotifierStats {
+    /// Messages the provider accepted.
+    pub sent: AtomicU64,
+    /// Messages found `sending` in the ledger (the process died mid-send) and sent again,
+    /// with the same `Message-ID`.
+    pub resent_after_crash: AtomicU64,
+    /// Provider calls that failed transiently and were retried.
+    pub retries: AtomicU64,
+    /// Deliveries recorded `failed`.
+    pub failed: AtomicU64,
+    /// Outbox entries skipped because the ledger already had them (`sent`, `failed`).
+    pub skipped: AtomicU64,
+}
+
+impl NotifierStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Outbox entries carried past (progress advanced over them).
+    pub outcomes: usize,
+    /// Messages handed to the transport (each maybe after retries).
+    pub messages: usize,
+}
+
+/// One message to send, with where it stands in the ledger.
+#[derive(Debug)]
+struct Job {
+    partition: u32,
+    log_offset: u64,
+    /// The message, or why there can be none (an invalid address: failed at once).
+    message: Result<Message, Error>,
+}
+
+/// The notifier over one transport. `run` it, or drive it pass by pass in tests.
+#[derive(Debug)]
+pub struct Notifier<T> {
+    config: NotifierConfig,
+    journal: Journal,
+    partitions: u32,
+    transport: T,
+    /// Campaign id → what its messages need; loaded when first needed (a spec never
+    /// changes once created).
+    campaigns: HashMap<String, CampaignFacts>,
+    stats: Arc<NotifierStats>,
+}
+
+/// What a message needs from its campaign.
+#[derive(Debug, Clone)]
+struct CampaignFacts {
+    title: String,
+    time_zone: chrono_tz::Tz,
+    locale: Locale,
+}
+
+impl<T: Transport> Notifier<T> {
+    /// A notifier over the outbox of `partitions` partitions of `journal`.
+    pub fn new(config: NotifierConfig, journal: Journal, partitions: u32, transport: T) -> Self {
+        assert!(
+            config.sends_in_flight_max > 0,
+            "sends_in_flight_max must be positive"
+        );
+        assert!(
+            config.send_attempts_max > 0,
+            "send_attempts_max must be positive"
+        );
+        Notifier {
+            config,
+            journal,
+            partitions,
+            transport,
+            campaigns: HashMap::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters, shared: read them while it runs.
+    pub fn stats(&self) -> Arc<NotifierStats> {
+        self.stats.clone()
+    }
+
+    /// Delivers until `shutdown` turns true. Failures of the journal are logged and the
+    /// pass is tried again; provider failures are the ledger's business.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let pause = Duration::from_millis(self.config.poll_interval_ms);
+        while !*shutdown.borrow() {
+            match self.deliver_pending().await {
+                Ok(report) if report.outcomes > 0 => {
+                    tracing::debug!(sink = %self.config.sink, ?report, "notifier pass");
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    sink = %self.config.sink, error = %e, retriable = e.is_retriable(),
+                    "notifier pass failed; trying again"
+                ),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                changed = shutdown.changed() => {
+                    // A dropped sender means the owner is gone: stop rather than spin.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass: re-driven deliveries first, then every partition's new outbox entries.
+    pub async fn deliver_pending(&mut self) -> Result<PassReport, Error> {
+        let mut report = PassReport::default();
+        report.messages += self.deliver_redriven().await?;
+        let progress: HashMap<u32, u64> = self
+            .journal
+            .sink_progress(&self.config.sink)
+            .await?
+            .into_iter()
+            .collect();
+        for partition in 0..self.partitions {
+            let from = progress.get(&partition).copied().unwrap_or(0);
+            let outcomes = self
+                .journal
+                .outbox_from(partition, from, self.config.batch_outcomes_max)
+                .await?;
+            let Some(last) = outcomes.last() else {
+                continue;
+            };
+            let next = last.position.offset + 1;
+            let ledger: HashMap<u64, DeliveryState> = self
+                .journal
+                .deliveries(&self.config.sink, partition, from..next)
+                .await?
+                .into_iter()
+                .map(|d| (d.log_offset, d.state))
+                .collect();
+            let mut jobs = Vec::new();
+            for outcome in &outcomes {
+                let Some(notification) = self.notification(outcome).await? else {
+                    continue;
+                };
+                // Anything in the ledger is final or the unfinished pass's (a row re-driven
+                // or left `sending` after that pass read the ledger waits for the next).
+                if ledger.contains_key(&outcome.position.offset) {
+                    NotifierStats::add(&self.stats.skipped, 1);
+                    continue;
+                }
+                jobs.push(self.job(outcome, &notification));
+            }
+            report.messages += jobs.len();
+            self.send_all(jobs).await?;
+            // Rule 22: progress only after every message of the batch has a final ledger
+            // row (sent or failed).
+            self.journal
+                .save_sink_progress(&self.config.sink, partition, next)
+                .await?;
+            report.outcomes += outcomes.len();
+        }
+        Ok(report)
+    }
+
+    /// Sends the unfinished deliveries: those an operator re-drove (`turnstile sinks
+    /// retry`), and those a crash left `sending`, wherever progress is (a re-driven send
+    /// cut short lies behind it). This pass's own sends all end `sent` or `failed`
+    /// before the next pass, so a `sending` row found here was left by a crash.
+    async fn deliver_redriven(&mut self) -> Result<usize, Error> {
+        let unfinished = self
+            .journal
+            .deliveries_unfinished(&self.config.sink, self.config.batch_outcomes_max)
+            .await?;
+        let mut jobs = Vec::new();
+        for delivery in unfinished {
+            if delivery.state == DeliveryState::Sending {
+                NotifierStats::add(&self.stats.resent_after_crash, 1);
+                tracing::info!(
+                    sink = %self.config.sink, outcome_id = %delivery.outcome_id(),
+                    "resending a message left in flight by a crash (same Message-ID)"
+                );
+            }
+            let outcome = self
+                .journal
+                .outbox_from(delivery.partition, delivery.log_offset, 1)
+                .await?
+                .into_iter()
+                .find(|o| o.position.offset == delivery.log_offset);
+            let notification = match &outcome {
+                Some(outcome) => self.notification(outcome).await?,
+                None => None,
+            };
+            match (outcome, notification) {
+                (Some(outcome), Some(notification)) => jobs.push(self.job(&outcome, &notification)),
+                _ => {
+                    // A ledger row without its outbox entry: nothing can be sent; say so.
+                    let reason = "the outcome is no longer in the outbox";
+                    self.journal
+                        .delivery_error(
+                            &self.config.sink,
+                            delivery.partition,
+                            delivery.log_offset,
+                            DeliveryState::Failed,
+                            reason,
+                            Utc::now(),
+                        )
+                        .await?;
+                }
+            }
+        }
+        let sent = jobs.len();
+        self.send_all(jobs).await?;
+        Ok(sent)
+    }
+
+    /// The notification an outcome calls for, if any, and the locale to write it in.
+    async fn notification(
+        &mut self,
+        outcome: &Outcome,
+    ) -> Result<Option<(Notification, Locale)>, Error> {
+        match &outcome.decision {
+            Decision::CouponGranted { coupon } => {
+                let campaign = self.campaign(&coupon.campaign_id).await?;
+                let facts = CouponFacts {
+                    user_id: coupon.user_id.clone(),
+                    coupon_id: coupon.coupon_id.clone(),
+                    campaign_title: campaign.title,
+                    expires_at: coupon.expires_at,
+                    time_zone: campaign.time_zone,
+                };
+                Ok(Some((Notification::CouponIssued(facts), campaign.locale)))
+            }
+            Decision::CouponExpiring {
+                coupon_id,
+                expires_at,
+            } => {
+                let campaign = self.campaign(&outcome.resource_id).await?;
+                let facts = CouponFacts {
+                    // A timer command carries the coupon's holder as its user.
+                    user_id: outcome.user_id.clone(),
+                    coupon_id: coupon_id.clone(),
+                    campaign_title: campaign.title,
+                    expires_at: *expires_at,
+                    time_zone: campaign.time_zone,
+                };
+                Ok(Some((
+                    Notification::CouponExpiringTomorrow(facts),
+                    campaign.locale,
+                )))
+            }
+            // Creating a campaign, redeeming a coupon and its expiry tell nobody (the
+            // archive records the expiry); rejections have no outbox row.
+            Decision::CampaignCreated { .. }
+            | Decision::CouponRedeemed { .. }
+            | Decision::CouponExpired { .. }
+            | Decision::Rejected { .. } => Ok(None),
+        }
+    }
+
+    fn job(&self, outcome: &Outcome, (notification, locale): &(Notification, Locale)) -> Job {
+        let outcome_id = outcome.position.outcome_id();
+        let message = self
+            .config
+            .recipients
+            .address(notification.user_id())
+            .map(|to| {
+                let rendered = notification.render(*locale);
+                Message {
+                    message_id: Message::message_id_for(&outcome_id, &self.config.sink),
+                    outcome_id,
+                    from: self.config.from.clone(),
+                    to,
+                    subject: rendered.subject,
+                    body: rendered.body,
+                    date: outcome.decided_at,
+                }
+            });
+        Job {
+            partition: outcome.position.partition,
+            log_offset: outcome.position.offset,
+            message,
+        }
+    }
+
+    /// Sends `jobs`, at most `sends_in_flight_max` at a time, each to a final ledger row.
+    async fn send_all(&self, jobs: Vec<Job>) -> Result<(), Error> {
+        let mut jobs = jobs.into_iter();
+        loop {
+            let mut in_flight = JoinSet::new();
+            for job in jobs.by_ref().take(self.config.sends_in_flight_max) {
+                in_flight.spawn(send_one(
+                    self.journal.clone(),
+                    self.transport.clone(),
+                    self.config.clone(),
+                    self.stats.clone(),
+                    job,
+                ));
+            }
+            if in_flight.is_empty() {
+                return Ok(());
+            }
+            // Every send of the group finishes (and records itself) before a journal error
+            // is returned, so no message is left `sending` by a failure of another.
+            let mut first_error = None;
+            while let Some(done) = in_flight.join_next().await {
+                let result = done.map_err(|e| Error::Task(e.to_string())).and_then(|r| r);
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+    }
+
+    async fn campaign(&mut self, campaign_id: &str) -> Result<CampaignFacts, Error> {
+        if let Some(facts) = self.campaigns.get(campaign_id) {
+            return Ok(facts.clone());
+        }
+        let facts = match self.journal.campaign(campaign_id).await? {
+            Some(row) => CampaignFacts {
+                title: if row.spec.title.is_empty() {
+                    campaign_id.to_string()
+                } else {
+                    row.spec.title.clone()
+                },
+                // Specs in the journal were validated when the campaign was created.
+                time_zone: row.spec.time_zone.parse().unwrap_or(chrono_tz::UTC),
+                locale: Locale::from_spec(row.spec.locale.as_deref()),
+            },
+            // A grant always follows its campaign's creation in the same journal.
+            None => {
+                return Err(Error::Journal(turnstile_journal::Error::Corrupt(format!(
+                    "a coupon of campaign {campaign_id:?} was granted, but the campaign is \
+                     not in the journal"
+                ))))
+            }
+        };
+        self.campaigns
+            .insert(campaign_id.to_string(), facts.clone());
+        Ok(facts)
+    }
+}
+
+/// The ledger protocol for one message (`docs/exactly-once.md`, rules 27–31): `sending`
+/// before each provider call, `sent` with the provider's id after, retries with backoff
+/// for transient errors, `failed` with the reason for permanent ones or when the attempts
+/// run out. Returns an error only when the journal fails.
+async fn send_one<T: Transport>(
+    journal: Journal,
+    transport: T,
+    config: NotifierConfig,
+    stats: Arc<NotifierStats>,
+    job: Job,
+) -> Result<(), Error> {
+    let sink = config.sink.as_str();
+    let (partition, offset) = (job.partition, job.log_offset);
+    let message = match job.message {
+        Ok(message) => message,
+        Err(e) => {
+            // Nothing to send: record the attempt and why, permanently.
+            journal
+                .delivery_sending(sink, partition, offset, Utc::now())
+                .await?;
+            journal
+                .delivery_error(
+                    sink,
+                    partition,
+                    offset,
+                    DeliveryState::Failed,
+                    &e.to_string(),
+                    Utc::now(),
+                )
+                .await?;
+            NotifierStats::add(&stats.failed, 1);
+            tracing::warn!(sink, partition, offset, error = %e, "notification failed for good");
+            return Ok(());
+        }
+    };
+    for attempt in 1..=config.send_attempts_max {
+        if !journal
+            .delivery_sending(sink, partition, offset, Utc::now())
+            .await?
+        {
+            // Already sent (a redrive raced a resend): never send twice.
+            return Ok(());
+        }
+        let error = match transport.deliver(&message).await {
+            Ok(receipt) => {
+                journal
+                    .delivery_sent(
+                        sink,
+                        partition,
+                        offset,
+                        &receipt.provider_message_id,
+                        Utc::now(),
+                    )
+                    .await?;
+                NotifierStats::add(&stats.sent, 1);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        if error.is_retriable() && attempt < config.send_attempts_max {
+            journal
+                .delivery_error(
+                    sink,
+                    partition,
+                    offset,
+                    DeliveryState::Sending,
+                    &error.to_string(),
+                    Utc::now(),
+                )
+                .await?;
+            NotifierStats::add(&stats.retries, 1);
+            tokio::time::sleep(Duration::from_millis(config.retry_backoff_ms(attempt))).await;
+            continue;
+        }
+        let reason = if error.is_retriable() {
+            format!("gave up after {attempt} attempts: {error}")
+        } else {
+            error.to_string()
+        };
+        journal
+            .delivery_error(
+                sink,
+                partition,
+                offset,
+                DeliveryState::Failed,
+                &reason,
+                Utc::now(),
+            )
+            .await?;
+        NotifierStats::add(&stats.failed, 1);
+        tracing::warn!(sink, outcome_id = %message.outcome_id, %reason, "notification failed; `turnstile sinks retry` re-drives it");
+        return Ok(());
+    }
+    Ok(())
+}
