@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use turnstile_schemas::Outcome;
 
 use crate::{
-    BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState, Error, LimitBreach,
-    PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal, StoredOutcome, TimerRow,
+    ArchiveMismatch, BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState,
+    Error, LimitBreach, PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal,
+    StoredOutcome, TimerRow,
 };
 
 /// Where a journal lives.
@@ -200,6 +201,23 @@ impl Journal {
         limit: u32,
     ) -> Result<Vec<TimerRow>, Error> {
         on_backend!(self, j => j.due_timers(now, after, limit).await)
+    }
+
+    /// Applies outbox entries of `partition` to the archive and records `sink`'s progress,
+    /// in one transaction.
+    pub async fn archive_batch(
+        &self,
+        sink: &str,
+        partition: u32,
+        outcomes: &[Outcome],
+        next_offset: u64,
+    ) -> Result<(), Error> {
+        on_backend!(self, j => j.archive_batch(sink, partition, outcomes, next_offset).await)
+    }
+
+    /// Coupons whose archive row disagrees with the journal (at most 20).
+    pub async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error> {
+        on_backend!(self, j => j.archive_mismatches().await)
     }
 
     /// Timers not yet taken effect, and when the next is due.

@@ -29,7 +29,9 @@ pub mod sqlite;
 pub use backend::{Journal, JournalLocation};
 pub use deliveries::{Delivery, DeliveryState, SinkPartitionStatus};
 pub use postgres::PostgresJournal;
-pub use rows::{outcome_json, CampaignRow, CouponRow, LimitBreach, StoredOutcome, TimerRow};
+pub use rows::{
+    outcome_json, ArchiveMismatch, CampaignRow, CouponRow, LimitBreach, StoredOutcome, TimerRow,
+};
 pub use sqlite::SqliteJournal;
 
 use turnstile_schemas::Outcome;

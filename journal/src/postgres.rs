@@ -28,8 +28,9 @@ use crate::deliveries::{
 };
 use crate::load::OutcomeLoader;
 use crate::rows::{
-    decision_status, outcome_json, parse_json, stored_time, CampaignColumns, CampaignRow,
-    CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns, TimerRow,
+    decision_status, outcome_json, parse_json, stored_time, ArchiveChange, ArchiveMismatch,
+    CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns,
+    TimerRow, ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_journal.sql"),
     include_str!("../migrations/postgres/0002_deliveries.sql"),
     include_str!("../migrations/postgres/0003_timers.sql"),
+    include_str!("../migrations/postgres/0004_archive.sql"),
 ];
 
 /// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
@@ -446,6 +448,86 @@ impl PostgresJournal {
         };
         let rows = query.fetch_all(&self.pool).await?;
         rows.into_iter().map(TimerRow::from_columns).collect()
+    }
+
+    /// Applies `outcomes` (outbox entries of `partition`, in log order) to the archive and
+    /// records `sink`'s progress as `next_offset`, in one transaction: each outcome takes
+    /// effect in the archive exactly once.
+    pub async fn archive_batch(
+        &self,
+        sink: &str,
+        partition: u32,
+        outcomes: &[Outcome],
+        next_offset: u64,
+    ) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        for outcome in outcomes {
+            let outcome_id = outcome.position.outcome_id();
+            match ArchiveChange::of(outcome) {
+                Some(ArchiveChange::Issued(coupon)) => {
+                    sqlx::query(
+                        "INSERT INTO archive_coupons (coupon_id, campaign_id, user_id,
+                             issued_at, expires_at, state, state_at, outcome_id)
+                         VALUES ($1, $2, $3, $4, $5, 'active', $4, $6)
+                         ON CONFLICT (coupon_id) DO NOTHING",
+                    )
+                    .bind(&coupon.coupon_id)
+                    .bind(&coupon.campaign_id)
+                    .bind(&coupon.user_id)
+                    .bind(stored_time(&coupon.issued_at))
+                    .bind(stored_time(&coupon.expires_at))
+                    .bind(&outcome_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(ArchiveChange::Moved {
+                    coupon_id,
+                    state,
+                    at,
+                }) => {
+                    sqlx::query(
+                        "UPDATE archive_coupons SET state = $1, state_at = $2, outcome_id = $3
+                         WHERE coupon_id = $4 AND state = 'active'",
+                    )
+                    .bind(state)
+                    .bind(stored_time(at))
+                    .bind(&outcome_id)
+                    .bind(coupon_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        sqlx::query(
+            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(sink)
+        .bind(i64::from(partition))
+        .bind(next_offset as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Coupons whose archive row disagrees with the journal (at most 20).
+    pub async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error> {
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as(ARCHIVE_MISMATCHES_SQL)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(coupon_id, journal_state, archive_state)| ArchiveMismatch {
+                    coupon_id,
+                    journal_state,
+                    archive_state,
+                },
+            )
+            .collect())
     }
 
     /// Timers not yet taken effect, and when the next is due.

@@ -132,6 +132,73 @@ impl TimerRow {
     }
 }
 
+/// What one outcome changes in the archive (`archive_coupons`), if anything.
+#[derive(Debug)]
+pub(crate) enum ArchiveChange<'a> {
+    /// A coupon was issued: a new `active` row.
+    Issued(&'a Coupon),
+    /// An `active` coupon moved to `state` (`redeemed`, `expired`) at `at`.
+    Moved {
+        coupon_id: &'a str,
+        state: &'static str,
+        at: &'a DateTime<Utc>,
+    },
+}
+
+impl<'a> ArchiveChange<'a> {
+    /// The change `outcome` makes.
+    pub(crate) fn of(outcome: &'a Outcome) -> Option<Self> {
+        match &outcome.decision {
+            Decision::CouponGranted { coupon } => Some(ArchiveChange::Issued(coupon)),
+            Decision::CouponRedeemed {
+                coupon_id,
+                redeemed_at,
+            } => Some(ArchiveChange::Moved {
+                coupon_id,
+                state: "redeemed",
+                at: redeemed_at,
+            }),
+            Decision::CouponExpired {
+                coupon_id,
+                expired_at,
+            } => Some(ArchiveChange::Moved {
+                coupon_id,
+                state: "expired",
+                at: expired_at,
+            }),
+            Decision::CampaignCreated { .. }
+            | Decision::CouponExpiring { .. }
+            | Decision::Rejected { .. } => None,
+        }
+    }
+}
+
+/// Finds coupons whose archive row disagrees with the journal (missing, extra, or in
+/// another state): `(coupon_id, journal's state, archive's state)`, at most 20. The same
+/// SQL on both backends.
+pub(crate) const ARCHIVE_MISMATCHES_SQL: &str = "
+    SELECT j.coupon_id, j.state, a.state FROM
+      (SELECT coupon_id, CASE WHEN redeemed_at IS NOT NULL THEN 'redeemed'
+                              WHEN expired_at IS NOT NULL THEN 'expired'
+                              ELSE 'active' END AS state FROM coupons) j
+      LEFT JOIN archive_coupons a ON a.coupon_id = j.coupon_id
+      WHERE a.state IS NULL OR a.state <> j.state
+    UNION ALL
+    SELECT a.coupon_id, NULL, a.state FROM archive_coupons a
+      WHERE NOT EXISTS (SELECT 1 FROM coupons k WHERE k.coupon_id = a.coupon_id)
+    LIMIT 20";
+
+/// A coupon whose archive row disagrees with the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveMismatch {
+    /// The coupon.
+    pub coupon_id: String,
+    /// Its state by the journal (`None`: the journal never issued it).
+    pub journal_state: Option<String>,
+    /// Its state in the archive (`None`: no row).
+    pub archive_state: Option<String>,
+}
+
 /// A timer as both backends select it (times already parsed).
 pub(crate) type TimerColumns = (String, String, i64, DateTime<Utc>, String, String, String);
 

@@ -21,8 +21,9 @@ use crate::deliveries::{
     delivery_from_columns, merge_status, Delivery, DeliveryState, SinkPartitionStatus,
 };
 use crate::rows::{
-    decision_status, outcome_json, parse_json, parse_time, time_text, CampaignColumns, CampaignRow,
-    CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
+    decision_status, outcome_json, parse_json, parse_time, time_text, ArchiveChange,
+    ArchiveMismatch, CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections,
+    StoredOutcome, TimerRow, ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_sink_progress.sql"),
     include_str!("../migrations/0003_deliveries.sql"),
     include_str!("../migrations/0004_timers.sql"),
+    include_str!("../migrations/0005_archive.sql"),
 ];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
@@ -413,6 +415,86 @@ impl SqliteJournal {
                 ))
             })
             .collect()
+    }
+
+    /// Applies `outcomes` (outbox entries of `partition`, in log order) to the archive and
+    /// records `sink`'s progress as `next_offset`, in one transaction: each outcome takes
+    /// effect in the archive exactly once.
+    pub async fn archive_batch(
+        &self,
+        sink: &str,
+        partition: u32,
+        outcomes: &[Outcome],
+        next_offset: u64,
+    ) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        for outcome in outcomes {
+            let outcome_id = outcome.position.outcome_id();
+            match ArchiveChange::of(outcome) {
+                Some(ArchiveChange::Issued(coupon)) => {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO archive_coupons (coupon_id, campaign_id, user_id,
+                             issued_at, expires_at, state, state_at, outcome_id)
+                         VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+                    )
+                    .bind(&coupon.coupon_id)
+                    .bind(&coupon.campaign_id)
+                    .bind(&coupon.user_id)
+                    .bind(time_text(&coupon.issued_at))
+                    .bind(time_text(&coupon.expires_at))
+                    .bind(time_text(&coupon.issued_at))
+                    .bind(&outcome_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(ArchiveChange::Moved {
+                    coupon_id,
+                    state,
+                    at,
+                }) => {
+                    sqlx::query(
+                        "UPDATE archive_coupons SET state = ?, state_at = ?, outcome_id = ?
+                         WHERE coupon_id = ? AND state = 'active'",
+                    )
+                    .bind(state)
+                    .bind(time_text(at))
+                    .bind(&outcome_id)
+                    .bind(coupon_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        sqlx::query(
+            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES (?, ?, ?)
+             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(sink)
+        .bind(partition as i64)
+        .bind(next_offset as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Coupons whose archive row disagrees with the journal (at most 20).
+    pub async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error> {
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as(ARCHIVE_MISMATCHES_SQL)
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(coupon_id, journal_state, archive_state)| ArchiveMismatch {
+                    coupon_id,
+                    journal_state,
+                    archive_state,
+                },
+            )
+            .collect())
     }
 
     /// Timers not yet taken effect, and when the next is due.

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use common::{PostgresFixture, SqliteFixture};
 use turnstile_journal::{
-    BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState, Error, LimitBreach,
-    PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal, StoredOutcome, TimerRow,
+    ArchiveMismatch, BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState,
+    Error, LimitBreach, PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal,
+    StoredOutcome, TimerRow,
 };
 use turnstile_schemas::{
     CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
@@ -97,6 +98,14 @@ trait Journal {
         limit: u32,
     ) -> Result<Vec<TimerRow>, Error>;
     async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error>;
+    async fn archive_batch(
+        &self,
+        sink: &str,
+        partition: u32,
+        outcomes: &[Outcome],
+        next_offset: u64,
+    ) -> Result<(), Error>;
+    async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error>;
 }
 
 macro_rules! delegate_journal {
@@ -243,6 +252,18 @@ macro_rules! delegate_journal {
             async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
                 <$backend>::pending_timers(self).await
             }
+            async fn archive_batch(
+                &self,
+                sink: &str,
+                partition: u32,
+                outcomes: &[Outcome],
+                next_offset: u64,
+            ) -> Result<(), Error> {
+                <$backend>::archive_batch(self, sink, partition, outcomes, next_offset).await
+            }
+            async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error> {
+                <$backend>::archive_mismatches(self).await
+            }
         }
     };
 }
@@ -293,6 +314,7 @@ conformance!(
     limit_breaches_are_reported,
     a_batch_of_thousands_commits_whole,
     timers_come_with_grants_and_go_with_their_outcomes,
+    the_archive_follows_the_outbox_and_applying_twice_changes_nothing,
 );
 
 /// The audit compares stored outcome JSON byte for byte, and a journal may move from one
@@ -963,6 +985,68 @@ async fn timers_come_with_grants_and_go_with_their_outcomes(journal: &impl Journ
         journal.coupons_of_user("alice").await.unwrap()[0].expired_at,
         None
     );
+}
+
+async fn the_archive_follows_the_outbox_and_applying_twice_changes_nothing(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let issued = vec![
+        campaign(0, 0, "drop", 10, 1),
+        grant(0, 1, "drop", 1, "alice"),
+        grant(0, 2, "drop", 2, "bob"),
+    ];
+    journal.commit(&batch(lease, 3, issued)).await.unwrap();
+    let mut expired = outcome(
+        0,
+        4,
+        "drop",
+        "bob",
+        CommandKind::Expire,
+        Decision::CouponExpired {
+            coupon_id: "drop-2".into(),
+            expired_at: at(86_400),
+        },
+    );
+    expired.request_id = "timer:expire:drop-2".into();
+    let changed = vec![redeem(0, 3, "drop", "drop-1", "alice", at(3)), expired];
+    journal
+        .commit(&batch(lease_at(lease, 3), 5, changed))
+        .await
+        .unwrap();
+    let outbox = journal.outbox_from(0, 0, 100).await.unwrap();
+    assert_eq!(outbox.len(), 5);
+
+    // Before the archive has seen anything, every coupon is missing from it.
+    assert_eq!(journal.archive_mismatches().await.unwrap().len(), 2);
+    journal
+        .archive_batch("archive", 0, &outbox[..3], 3)
+        .await
+        .unwrap();
+    let mismatch = |coupon: &str, journal: &str, archive: &str| ArchiveMismatch {
+        coupon_id: coupon.into(),
+        journal_state: Some(journal.into()),
+        archive_state: Some(archive.into()),
+    };
+    let mut behind = journal.archive_mismatches().await.unwrap();
+    behind.sort_by(|a, b| a.coupon_id.cmp(&b.coupon_id));
+    assert_eq!(
+        behind,
+        [
+            mismatch("drop-1", "redeemed", "active"),
+            mismatch("drop-2", "expired", "active")
+        ]
+    );
+    journal
+        .archive_batch("archive", 0, &outbox[3..], 5)
+        .await
+        .unwrap();
+    assert_eq!(journal.archive_mismatches().await.unwrap(), []);
+    assert_eq!(journal.sink_progress("archive").await.unwrap(), [(0, 5)]);
+    // The whole outbox again, as if progress had been lost: nothing changes.
+    journal
+        .archive_batch("archive", 0, &outbox, 5)
+        .await
+        .unwrap();
+    assert_eq!(journal.archive_mismatches().await.unwrap(), []);
 }
 
 async fn assert_nothing_written(journal: &impl Journal, partition: u32) {

@@ -1,6 +1,8 @@
 //! Sinks: the effects of decisions, delivered from the journal's outbox.
 //!
 //! # Layout
+//! - [`archive`]: the archive — the back office's table of issued coupons and their state,
+//!   applied from the outbox in one transaction with its progress.
 //! - [`expiry`]: the expiry scheduler — appends the commands of due timers (coupon
 //!   expiries and reminders) to the log, so the partitions' single writers apply them.
 //! - [`clock`]: where the scheduler's "now" comes from (the system, or a hand-set clock).
@@ -14,6 +16,7 @@
 //! delivery of an outcome id harmless, so a crash between delivering and saving progress
 //! cannot produce a second effect that is not recognisable as one.
 
+pub mod archive;
 pub mod clock;
 pub mod expiry;
 pub mod notify;

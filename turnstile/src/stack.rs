@@ -24,6 +24,7 @@ use turnstile_log::{EmbeddedLog, EmbeddedLogConfig};
 use turnstile_log_kafka::{ensure_topic, KafkaAppender, KafkaLogConfig};
 use turnstile_processors::kafka_group::run_group_member;
 use turnstile_processors::runtime::{DecisionListener, ProcessorConfig, ProcessorGroup};
+use turnstile_sinks::archive::{ArchiveConfig, ArchiveSink};
 use turnstile_sinks::clock::SystemClock;
 use turnstile_sinks::expiry::{AppendError, CommandAppender, ExpiryConfig, ExpiryScheduler};
 use turnstile_sinks::notify::mailbox::MailboxTransport;
@@ -124,6 +125,8 @@ pub struct EmbeddedStack {
     notifier: OwnedTask<()>,
     /// The expiry scheduler, firing due timers into the log.
     expiry: OwnedTask<()>,
+    /// The archive sink, keeping the back office's coupon table.
+    archive: OwnedTask<()>,
     processors: OwnedTask<Result<(), turnstile_processors::runtime::Error>>,
     /// The processors run on their own runtime: a commit is several hops to the journal's
     /// thread, and on a runtime shared with thousands of HTTP tasks each hop waits behind
@@ -242,6 +245,9 @@ impl EmbeddedStack {
             SystemClock,
         );
         let expiry = OwnedTask(sink_runtime.spawn(expiry.run(shutdown_rx.clone())));
+        let archive =
+            ArchiveSink::new(ArchiveConfig::default(), journal.clone(), config.partitions);
+        let archive = OwnedTask(sink_runtime.spawn(archive.run(shutdown_rx.clone())));
         let listener = turnstile_ingest::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let mut edge = Edge::new(config.edge.clone(), log.clone(), journal.clone(), feed);
@@ -259,6 +265,7 @@ impl EmbeddedStack {
             redis_tasks,
             notifier,
             expiry,
+            archive,
             processors,
             processor_runtime,
             sink_runtime,
@@ -287,6 +294,10 @@ impl EmbeddedStack {
             .join()
             .await
             .context("the expiry scheduler panicked")?;
+        self.archive
+            .join()
+            .await
+            .context("the archive sink panicked")?;
         let _ = self.redis_shutdown.send(true);
         for task in self.redis_tasks {
             task.join()
