@@ -81,3 +81,43 @@ impl Envelope {
         Ok(envelope)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn envelope(request_id: &str, command: CouponCommand) -> Vec<u8> {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            request_id: request_id.into(),
+            resource_id: "drop".into(),
+            user_id: "alice".into(),
+            submitted_at: Utc
+                .with_ymd_and_hms(2026, 6, 15, 15, 0, 0)
+                .single()
+                .expect("UTC is unambiguous"),
+            traceparent: None,
+            command: Command::Coupon(command),
+        }
+        .to_log_bytes()
+    }
+
+    #[test]
+    fn timer_ids_and_timer_commands_go_together_or_not_at_all() {
+        let expire = || CouponCommand::Expire {
+            coupon_id: "drop-1".into(),
+        };
+        let timer_id = expire().timer_request_id().expect("expire is a timer");
+        assert_eq!(timer_id, "timer:expire:drop-1");
+        assert!(Envelope::from_log_bytes(&envelope(&timer_id, expire())).is_ok());
+        assert!(Envelope::from_log_bytes(&envelope("r1", CouponCommand::Claim)).is_ok());
+
+        let claim_with_timer_id = envelope(&timer_id, CouponCommand::Claim);
+        let error =
+            Envelope::from_log_bytes(&claim_with_timer_id).expect_err("a claim with a timer id");
+        assert!(error.contains("belong to timer commands"), "{error}");
+        assert!(Envelope::from_log_bytes(&envelope("r2", expire())).is_err());
+    }
+}

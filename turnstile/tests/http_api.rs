@@ -291,6 +291,7 @@ async fn bad_input_gets_a_clear_error_and_the_edge_keeps_serving() {
         ("malformed JSON", claims.clone(), Some("b1"), r#"{"user_id": "#.into(), StatusCode::BAD_REQUEST, "malformed_json"),
         ("missing key", claims.clone(), None, r#"{"user_id":"u"}"#.into(), StatusCode::BAD_REQUEST, "missing_idempotency_key"),
         ("key with a space", claims.clone(), Some("bad key"), r#"{"user_id":"u"}"#.into(), StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+        ("a timer's key", claims.clone(), Some("timer:expire:c1-1"), r#"{"user_id":"u"}"#.into(), StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
         ("unknown campaign", server.url("/v1/campaigns/nope/claims"), Some("b2"), r#"{"user_id":"u"}"#.into(), StatusCode::NOT_FOUND, "unknown_campaign"),
         ("oversized body", claims.clone(), Some("b3"), format!(r#"{{"user_id":"{}"}}"#, "x".repeat(20 * 1024)), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
         ("missing user_id", claims.clone(), Some("b4"), r#"{}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
