@@ -66,13 +66,8 @@ impl ArchiveSink {
                     tracing::warn!(error = %e, retriable = e.is_retriable(), "archiving failed; retrying")
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            if !crate::rest(pause, &mut shutdown).await {
+                return;
             }
         }
     }

@@ -94,13 +94,8 @@ impl<A: CommandAppender, C: Clock> ExpiryScheduler<A, C> {
                     tracing::warn!(error = %e, retriable = e.is_retriable(), "firing timers failed; retrying")
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            if !crate::rest(pause, &mut shutdown).await {
+                return;
             }
         }
     }

@@ -16,6 +16,10 @@
 //! delivery of an outcome id harmless, so a crash between delivering and saving progress
 //! cannot produce a second effect that is not recognisable as one.
 
+use std::time::Duration;
+
+use tokio::sync::watch;
+
 pub mod archive;
 pub mod clock;
 pub mod expiry;
@@ -65,5 +69,14 @@ impl Error {
             Error::Ses { retriable, .. } => *retriable,
             Error::InvalidAddress(_) | Error::Task(_) => false,
         }
+    }
+}
+
+/// A sink's rest between passes: waits `pause`, or less if `shutdown` changes. False when
+/// the sink must stop: the owner dropped the sender, so nobody could stop it later.
+pub(crate) async fn rest(pause: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => true,
+        changed = shutdown.changed() => changed.is_ok(),
     }
 }

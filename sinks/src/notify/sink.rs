@@ -117,14 +117,8 @@ impl<T: Transport> Notifier<T> {
                     "notifier pass failed; trying again"
                 ),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                changed = shutdown.changed() => {
-                    // A dropped sender means the owner is gone: stop rather than spin.
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            if !crate::rest(pause, &mut shutdown).await {
+                return;
             }
         }
     }

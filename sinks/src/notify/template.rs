@@ -85,22 +85,15 @@ pub struct CouponFacts {
 impl CouponFacts {
     /// "Coupon issued": subject and body in `locale`.
     pub fn render_issued(&self, locale: Locale) -> Rendered {
-        let local = self.expires_at.with_timezone(&self.time_zone);
-        let utc = self.expires_at.format("%Y-%m-%d %H:%M UTC");
-        let (user, coupon, title, zone) = (
-            &self.user_id,
-            &self.coupon_id,
-            &self.campaign_title,
-            self.time_zone.name(),
-        );
+        let (local, utc) = self.expiry_text(locale);
+        let (user, coupon, title, zone) = self.names();
         match locale {
             Locale::En => Rendered {
                 subject: format!("Your coupon for {title} has been issued"),
                 body: format!(
                     "Hello {user},\n\n\
                      your coupon {coupon} for \"{title}\" has been issued.\n\
-                     It is valid until {local} ({zone}), that is {utc}.\n",
-                    local = local.format("%Y-%m-%d %H:%M %Z"),
+                     It is valid until {local} ({zone}), that is {utc}.\n"
                 ),
             },
             Locale::Ko => Rendered {
@@ -108,8 +101,7 @@ impl CouponFacts {
                 body: format!(
                     "{user}님, 안녕하세요.\n\n\
                      \"{title}\" 쿠폰({coupon})이 발급되었습니다.\n\
-                     유효기간: {local} ({zone})까지, 협정 세계시(UTC)로는 {utc}까지입니다.\n",
-                    local = local.format("%Y년 %-m월 %-d일 %H:%M %Z"),
+                     유효기간: {local} ({zone})까지, 협정 세계시(UTC)로는 {utc}까지입니다.\n"
                 ),
             },
         }
@@ -117,22 +109,15 @@ impl CouponFacts {
 
     /// "Coupon expiring tomorrow": subject and body in `locale`.
     pub fn render_expiring(&self, locale: Locale) -> Rendered {
-        let local = self.expires_at.with_timezone(&self.time_zone);
-        let utc = self.expires_at.format("%Y-%m-%d %H:%M UTC");
-        let (user, coupon, title, zone) = (
-            &self.user_id,
-            &self.coupon_id,
-            &self.campaign_title,
-            self.time_zone.name(),
-        );
+        let (local, utc) = self.expiry_text(locale);
+        let (user, coupon, title, zone) = self.names();
         match locale {
             Locale::En => Rendered {
                 subject: format!("Your coupon for {title} expires tomorrow"),
                 body: format!(
                     "Hello {user},\n\n\
                      your coupon {coupon} for \"{title}\" has not been used yet.\n\
-                     It expires at {local} ({zone}), that is {utc}.\n",
-                    local = local.format("%Y-%m-%d %H:%M %Z"),
+                     It expires at {local} ({zone}), that is {utc}.\n"
                 ),
             },
             Locale::Ko => Rendered {
@@ -140,11 +125,32 @@ impl CouponFacts {
                 body: format!(
                     "{user}님, 안녕하세요.\n\n\
                      \"{title}\" 쿠폰({coupon})을 아직 사용하지 않으셨습니다.\n\
-                     만료 시각: {local} ({zone}), 협정 세계시(UTC)로는 {utc}입니다.\n",
-                    local = local.format("%Y년 %-m월 %-d일 %H:%M %Z"),
+                     만료 시각: {local} ({zone}), 협정 세계시(UTC)로는 {utc}입니다.\n"
                 ),
             },
         }
+    }
+
+    /// The expiry as the templates show it: local time (with the zone's abbreviation) in
+    /// `locale`'s style, and UTC.
+    fn expiry_text(&self, locale: Locale) -> (String, String) {
+        let local = self.expires_at.with_timezone(&self.time_zone);
+        let local = match locale {
+            Locale::En => local.format("%Y-%m-%d %H:%M %Z"),
+            Locale::Ko => local.format("%Y년 %-m월 %-d일 %H:%M %Z"),
+        };
+        let utc = self.expires_at.format("%Y-%m-%d %H:%M UTC");
+        (local.to_string(), utc.to_string())
+    }
+
+    /// User, coupon, campaign title and zone name, as the templates name them.
+    fn names(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.user_id,
+            &self.coupon_id,
+            &self.campaign_title,
+            self.time_zone.name(),
+        )
     }
 }
 

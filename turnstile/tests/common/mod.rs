@@ -363,4 +363,6 @@ impl Drop for RedisNamespace {
     }
 }
 
+/// The same moto helper the sinks' tests use: one copy.
+#[path = "../../../sinks/tests/common/moto.rs"]
 pub mod moto;
