@@ -407,16 +407,7 @@ impl PostgresJournal {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES ($1, $2, $3)
-             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
-        )
-        .bind(sink)
-        .bind(i64::from(partition))
-        .bind(next_offset as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        save_progress(&self.pool, sink, partition, next_offset).await
     }
 
     /// Up to `limit` timers due at `now` or before, in due order, after `after` (a
@@ -499,15 +490,7 @@ impl PostgresJournal {
                 None => {}
             }
         }
-        sqlx::query(
-            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES ($1, $2, $3)
-             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
-        )
-        .bind(sink)
-        .bind(i64::from(partition))
-        .bind(next_offset as i64)
-        .execute(&mut *tx)
-        .await?;
+        save_progress(&mut *tx, sink, partition, next_offset).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -518,16 +501,7 @@ impl PostgresJournal {
             sqlx::query_as(ARCHIVE_MISMATCHES_SQL)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(coupon_id, journal_state, archive_state)| ArchiveMismatch {
-                    coupon_id,
-                    journal_state,
-                    archive_state,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(ArchiveMismatch::from).collect())
     }
 
     /// Timers not yet taken effect, and when the next is due.
@@ -1044,4 +1018,24 @@ async fn insert_dead_letters(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(),
 /// One column of `rows`, bound as one array parameter.
 fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(value).collect()
+}
+
+/// Records that `sink` has carried `partition`'s outbox up to `next_offset`, on its own or
+/// inside a transaction that applies what it carried.
+async fn save_progress<'e>(
+    executor: impl sqlx::Executor<'e, Database = Postgres>,
+    sink: &str,
+    partition: u32,
+    next_offset: u64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO sink_progress (sink, partition, next_offset) VALUES ($1, $2, $3)
+         ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+    )
+    .bind(sink)
+    .bind(i64::from(partition))
+    .bind(next_offset as i64)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -199,6 +199,19 @@ pub struct ArchiveMismatch {
     pub archive_state: Option<String>,
 }
 
+impl From<(String, Option<String>, Option<String>)> for ArchiveMismatch {
+    /// From the columns of [`ARCHIVE_MISMATCHES_SQL`].
+    fn from(
+        (coupon_id, journal_state, archive_state): (String, Option<String>, Option<String>),
+    ) -> Self {
+        ArchiveMismatch {
+            coupon_id,
+            journal_state,
+            archive_state,
+        }
+    }
+}
+
 /// A timer as both backends select it (times already parsed).
 pub(crate) type TimerColumns = (String, String, i64, DateTime<Utc>, String, String, String);
 

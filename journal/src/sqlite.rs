@@ -361,16 +361,7 @@ impl SqliteJournal {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES (?, ?, ?)
-             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
-        )
-        .bind(sink)
-        .bind(partition as i64)
-        .bind(next_offset as i64)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        save_progress(&self.writer, sink, partition, next_offset).await
     }
 
     /// Up to `limit` timers due at `now` or before, in due order, after `after` (a
@@ -466,15 +457,7 @@ impl SqliteJournal {
                 None => {}
             }
         }
-        sqlx::query(
-            "INSERT INTO sink_progress (sink, partition, next_offset) VALUES (?, ?, ?)
-             ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
-        )
-        .bind(sink)
-        .bind(partition as i64)
-        .bind(next_offset as i64)
-        .execute(&mut *tx)
-        .await?;
+        save_progress(&mut *tx, sink, partition, next_offset).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -485,16 +468,7 @@ impl SqliteJournal {
             sqlx::query_as(ARCHIVE_MISMATCHES_SQL)
                 .fetch_all(&self.readers)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(coupon_id, journal_state, archive_state)| ArchiveMismatch {
-                    coupon_id,
-                    journal_state,
-                    archive_state,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(ArchiveMismatch::from).collect())
     }
 
     /// Timers not yet taken effect, and when the next is due.
@@ -861,5 +835,25 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         });
         insert.build().execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Records that `sink` has carried `partition`'s outbox up to `next_offset`, on its own or
+/// inside a transaction that applies what it carried.
+async fn save_progress<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    sink: &str,
+    partition: u32,
+    next_offset: u64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO sink_progress (sink, partition, next_offset) VALUES (?, ?, ?)
+         ON CONFLICT (sink, partition) DO UPDATE SET next_offset = excluded.next_offset",
+    )
+    .bind(sink)
+    .bind(partition as i64)
+    .bind(next_offset as i64)
+    .execute(executor)
+    .await?;
     Ok(())
 }
