@@ -161,8 +161,12 @@ start_process() { # index
         return
     fi
     listening "$addr" && die "something else listens on $addr; stop it first"
+    # One notifier per journal (the first process's mailbox): two would both send what
+    # neither has recorded yet.
+    local notifier=mailbox
+    [ "$i" -gt 1 ] && notifier=off
     step "starting turnstile $i on http://$addr"
-    TURNSTILE_DATA_DIR="$STACK_DIR/$i" TURNSTILE_LISTEN="$addr" \
+    TURNSTILE_DATA_DIR="$STACK_DIR/$i" TURNSTILE_LISTEN="$addr" TURNSTILE_NOTIFIER="$notifier" \
         nohup "$BIN" serve >"$log" 2>&1 &
     echo $! >"$pidfile"
 }

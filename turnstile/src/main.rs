@@ -146,7 +146,9 @@ struct ServeArgs {
 struct NotifierArgs {
     /// Where notifications go: `mailbox` writes one .eml file per message to the data
     /// directory's mailbox/; `ses` sends through Amazon SES, configured as the AWS SDK
-    /// finds it (AWS_REGION, credentials, and AWS_ENDPOINT_URL for a local moto).
+    /// finds it (AWS_REGION, credentials, and AWS_ENDPOINT_URL for a local moto); `off`
+    /// runs no notifier here. Of several processes sharing one journal, exactly one may
+    /// notify: give the others `off`.
     #[arg(long, env = "TURNSTILE_NOTIFIER", value_enum, default_value_t = NotifierTransport::Mailbox)]
     notifier: NotifierTransport,
     /// Sender address with --notifier ses. It must be a verified SES identity.

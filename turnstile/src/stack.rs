@@ -64,6 +64,9 @@ pub enum NotifierTransport {
     /// Amazon SES (v2 API), configured as the AWS SDK finds it (`AWS_REGION`,
     /// credentials, `AWS_ENDPOINT_URL`).
     Ses,
+    /// No notifier in this process. Several processes on one journal must run exactly one
+    /// notifier between them: two would both send what neither has recorded yet.
+    Off,
 }
 
 /// The notifier's transport and settings.
@@ -122,7 +125,8 @@ pub struct EmbeddedStack {
     edge: OwnedTask<std::io::Result<()>>,
     /// The Redis publisher and subscriber, when the edge state is in Redis.
     redis_tasks: Vec<OwnedTask<()>>,
-    notifier: OwnedTask<()>,
+    /// `None` with `--notifier off`.
+    notifier: Option<OwnedTask<()>>,
     /// The expiry scheduler, firing due timers into the log.
     expiry: OwnedTask<()>,
     /// The archive sink, keeping the back office's coupon table.
@@ -286,10 +290,9 @@ impl EmbeddedStack {
             .join()
             .await
             .context("a processor panicked")??;
-        self.notifier
-            .join()
-            .await
-            .context("the notifier panicked")?;
+        if let Some(notifier) = self.notifier {
+            notifier.join().await.context("the notifier panicked")?;
+        }
         self.expiry
             .join()
             .await
@@ -331,7 +334,7 @@ async fn start_notifier(
     config: &StackConfig,
     journal: &Journal,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<OwnedTask<()>> {
+) -> anyhow::Result<Option<OwnedTask<()>>> {
     let mut notifier = config.notifier.config.clone();
     let task = match config.notifier.transport {
         NotifierTransport::Mailbox => {
@@ -347,8 +350,9 @@ async fn start_notifier(
             let notifier = Notifier::new(notifier, journal.clone(), config.partitions, transport);
             runtime.spawn(notifier.run(shutdown))
         }
+        NotifierTransport::Off => return Ok(None),
     };
-    Ok(OwnedTask(task))
+    Ok(Some(OwnedTask(task)))
 }
 
 /// Recovers every partition on the processors' runtime, deciding what is already on the
