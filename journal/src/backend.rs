@@ -220,6 +220,11 @@ impl Journal {
         on_backend!(self, j => j.archive_mismatches().await)
     }
 
+    /// Outbox entries of `kinds` that `sink` has carried without a ledger row.
+    pub async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error> {
+        on_backend!(self, j => j.carried_without_delivery(sink, kinds).await)
+    }
+
     /// Timers not yet taken effect, and when the next is due.
     pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
         on_backend!(self, j => j.pending_timers().await)

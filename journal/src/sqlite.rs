@@ -471,6 +471,29 @@ impl SqliteJournal {
         Ok(rows.into_iter().map(ArchiveMismatch::from).collect())
     }
 
+    /// Outbox entries of `kinds` that `sink`'s progress has passed but its delivery ledger
+    /// has no row for: effects lost, if the sink sends every entry of those kinds.
+    pub async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT count(*) FROM outbox o
+             JOIN sink_progress s ON s.partition = o.partition AND s.sink = ",
+        );
+        query.push_bind(sink);
+        query.push(
+            " WHERE o.log_offset < s.next_offset
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sink = s.sink
+                  AND d.partition = o.partition AND d.log_offset = o.log_offset)
+              AND o.kind IN (",
+        );
+        let mut separated = query.separated(", ");
+        for kind in kinds {
+            separated.push_bind(*kind);
+        }
+        query.push(")");
+        let count: i64 = query.build_query_scalar().fetch_one(&self.readers).await?;
+        Ok(count as u64)
+    }
+
     /// Timers not yet taken effect, and when the next is due.
     pub async fn pending_timers(&self) -> Result<(u64, Option<DateTime<Utc>>), Error> {
         let (count, next): (i64, Option<String>) =

@@ -8,8 +8,9 @@
 //!   reproduces every stored outcome byte for byte, in log order.
 //! - Effects once (7), as far as the journal can see them: once the archive sink has carried
 //!   the whole outbox, every issued coupon has one archive row in the journal's state
-//!   (active, redeemed, expired) and the archive has no other; each notifier's ledger is
-//!   summed up (sent, failed, left ambiguous by a crash).
+//!   (active, redeemed, expired) and the archive has no other; every notifiable outcome a
+//!   notifier has carried has a row in its delivery ledger, which is summed up (sent,
+//!   failed, left ambiguous by a crash).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,6 +25,7 @@ use turnstile_processors::runtime::PartitionReader;
 use turnstile_processors::PartitionState;
 use turnstile_schemas::LogPosition;
 use turnstile_sinks::archive::ARCHIVE_SINK;
+use turnstile_sinks::notify::NOTIFIED_OUTBOX_KINDS;
 
 use crate::stack::log_dir;
 
@@ -205,6 +207,14 @@ async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Res
                 ));
             }
             continue;
+        }
+        let lost = journal
+            .carried_without_delivery(&sink, NOTIFIED_OUTBOX_KINDS)
+            .await?;
+        if lost > 0 {
+            report.problem(format!(
+                "notifier {sink}: {lost} notifiable outcomes carried past without a delivery ledger row"
+            ));
         }
         let sum = |count: fn(&SinkPartitionStatus) -> u64| status.iter().map(count).sum::<u64>();
         report.sinks.push(format!(

@@ -30,6 +30,7 @@ async fn served_data_dir(data: &Path) {
             .unwrap();
         assert_eq!(response.status(), 201);
     }
+    common::wait_for_sinks(data, &[], &["archive", "mailbox"]).await;
     server.kill();
 }
 
@@ -86,6 +87,24 @@ async fn a_lost_outcome_is_found() {
     assert_audit_catches(
         "DELETE FROM outcomes WHERE request_id = 'k-b'",
         "has no outcome",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_archive_row_in_the_wrong_state_is_found() {
+    assert_audit_catches(
+        "UPDATE archive_coupons SET state = 'redeemed' WHERE coupon_id = 'audited-1'",
+        "coupon \"audited-1\" is active in the journal but redeemed in the archive",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_notification_missing_from_the_ledger_is_found() {
+    assert_audit_catches(
+        "DELETE FROM deliveries WHERE log_offset = (SELECT min(log_offset) FROM deliveries)",
+        "1 notifiable outcomes carried past without a delivery ledger row",
     )
     .await;
 }

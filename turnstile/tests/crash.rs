@@ -181,7 +181,7 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
     assert_eq!(messages, issued, "{messages} messages for {issued} coupons");
     // The archive sink, killed as often, catches up with the outbox; the audit then
     // cross-checks its table against the journal coupon by coupon.
-    wait_for_archive(&data, journal_args).await;
+    common::wait_for_sinks(&data, journal_args, &["archive"]).await;
     server.kill();
 
     let (passed, report) = common::audit(&data, journal_args);
@@ -193,37 +193,6 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
         "{report}"
     );
     eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests, campaign {campaign}\n{report}");
-}
-
-/// Waits (bounded) until `turnstile sinks status` shows the archive sink with no backlog.
-async fn wait_for_archive(data: &std::path::Path, journal_args: &[&str]) {
-    let data = data.to_str().unwrap();
-    let args = [
-        &["sinks", "--data-dir", data],
-        journal_args,
-        &["status", "--json"],
-    ]
-    .concat();
-    let mut last = String::new();
-    for _ in 0..200 {
-        let (ok, out) = common::run_turnstile(&args);
-        assert!(ok, "{out}");
-        let sinks: Value = serde_json::from_str(&out).unwrap();
-        let caught_up = sinks.as_array().unwrap().iter().any(|sink| {
-            sink["sink"] == "archive"
-                && sink["partitions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["backlog_outcomes"] == 0)
-        });
-        if caught_up {
-            return;
-        }
-        last = out;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the archive did not catch up with the outbox: {last}");
 }
 
 /// Waits (bounded) until the mailbox holds `expected` messages; returns how many it holds.

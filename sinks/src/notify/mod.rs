@@ -35,6 +35,11 @@ mod template;
 use std::future::Future;
 
 pub use config::NotifierConfig;
+
+/// The outbox kinds the notifier sends a message for (`Notifier::notification` maps each
+/// to its template): `turnstile audit` checks every one a notifier has carried has a
+/// ledger row.
+pub const NOTIFIED_OUTBOX_KINDS: &[&str] = &["coupon_granted", "coupon_expiry_reminder"];
 pub use message::{Message, RecipientRule};
 pub use sink::{Notifier, NotifierStats, PassReport};
 pub use template::{CouponFacts, Locale, Notification, NotificationKind, Rendered};

@@ -226,7 +226,8 @@ impl<T: Transport> Notifier<T> {
         Ok(sent)
     }
 
-    /// The notification an outcome calls for, if any, and the locale to write it in.
+    /// The notification an outcome calls for, if any, and the locale to write it in. The
+    /// outcomes that call for one are [`super::NOTIFIED_OUTBOX_KINDS`].
     async fn notification(
         &mut self,
         outcome: &Outcome,

@@ -87,6 +87,39 @@ pub fn audit(data_dir: &Path, extra: &[&str]) -> (bool, String) {
     run_turnstile(&[&["audit", "--data-dir", data_dir], extra].concat())
 }
 
+/// Waits (bounded) until `turnstile sinks status` shows each of `sinks` with no backlog.
+pub async fn wait_for_sinks(data: &Path, journal_args: &[&str], sinks: &[&str]) {
+    let data = data.to_str().unwrap();
+    let args = [
+        &["sinks", "--data-dir", data],
+        journal_args,
+        &["status", "--json"],
+    ]
+    .concat();
+    let mut last = String::new();
+    for _ in 0..200 {
+        let (ok, out) = run_turnstile(&args);
+        assert!(ok, "{out}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let caught_up = |name: &str| {
+            status.as_array().unwrap().iter().any(|sink| {
+                sink["sink"] == name
+                    && sink["partitions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|p| p["backlog_outcomes"] == 0)
+            })
+        };
+        if sinks.iter().all(|name| caught_up(name)) {
+            return;
+        }
+        last = out;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the sinks {sinks:?} did not catch up with the outbox: {last}");
+}
+
 /// Runs the `turnstile` binary to the end: (exited 0, stdout then stderr).
 pub fn run_turnstile(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_turnstile"))
