@@ -263,6 +263,26 @@ impl Journal {
         on_backend!(self, j => j.delivery_sent(sink, partition, log_offset, provider_message_id, at).await)
     }
 
+    /// Marks several deliveries `sending` in one transaction; whether each may be sent.
+    pub async fn deliveries_sending(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, Error> {
+        on_backend!(self, j => j.deliveries_sending(sink, deliveries, at).await)
+    }
+
+    /// Marks several deliveries `sent` in one transaction.
+    pub async fn deliveries_sent(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64, &str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        on_backend!(self, j => j.deliveries_sent(sink, deliveries, at).await)
+    }
+
     /// Records a provider error, leaving the delivery in `state` (`failed` or `sending`).
     pub async fn delivery_error(
         &self,

@@ -566,22 +566,24 @@ impl PostgresJournal {
         log_offset: u64,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "INSERT INTO deliveries
-                 (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
-             VALUES ($1, $2, $3, 'sending', 1, $4, $4)
-             ON CONFLICT (sink, partition, log_offset) DO UPDATE
-                 SET state = 'sending', attempts = deliveries.attempts + 1,
-                     updated_at = excluded.updated_at
-                 WHERE deliveries.state <> 'sent'",
-        )
-        .bind(sink)
-        .bind(i64::from(partition))
-        .bind(log_offset as i64)
-        .bind(stored_time(&at))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        mark_sending(&self.pool, sink, partition, log_offset, &at).await
+    }
+
+    /// [`delivery_sending`](Self::delivery_sending) for several deliveries in one
+    /// transaction (one disk flush for a group of sends); whether each may be sent.
+    pub async fn deliveries_sending(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut may_send = Vec::with_capacity(deliveries.len());
+        for &(partition, log_offset) in deliveries {
+            may_send.push(mark_sending(&mut *tx, sink, partition, log_offset, &at).await?);
+        }
+        tx.commit().await?;
+        Ok(may_send)
     }
 
     /// Records that the provider accepted the message, under its id for it.
@@ -593,17 +595,28 @@ impl PostgresJournal {
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'sent', provider_message_id = $1, updated_at = $2
-             WHERE sink = $3 AND partition = $4 AND log_offset = $5",
+        mark_sent(
+            &self.pool,
+            sink,
+            (partition, log_offset, provider_message_id),
+            &at,
         )
-        .bind(provider_message_id)
-        .bind(stored_time(&at))
-        .bind(sink)
-        .bind(i64::from(partition))
-        .bind(log_offset as i64)
-        .execute(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// [`delivery_sent`](Self::delivery_sent) for several deliveries in one transaction:
+    /// `(partition, log_offset, provider_message_id)` each.
+    pub async fn deliveries_sent(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64, &str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        for &delivery in deliveries {
+            mark_sent(&mut *tx, sink, delivery, &at).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1052,6 +1065,53 @@ async fn save_progress<'e>(
     .bind(sink)
     .bind(i64::from(partition))
     .bind(next_offset as i64)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Marks a delivery `sending` (one more attempt) unless it was `sent`; whether it may be sent.
+async fn mark_sending<'e>(
+    executor: impl sqlx::Executor<'e, Database = Postgres>,
+    sink: &str,
+    partition: u32,
+    log_offset: u64,
+    at: &DateTime<Utc>,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "INSERT INTO deliveries
+             (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
+         VALUES ($1, $2, $3, 'sending', 1, $4, $4)
+         ON CONFLICT (sink, partition, log_offset) DO UPDATE
+             SET state = 'sending', attempts = deliveries.attempts + 1,
+                 updated_at = excluded.updated_at
+             WHERE deliveries.state <> 'sent'",
+    )
+    .bind(sink)
+    .bind(i64::from(partition))
+    .bind(log_offset as i64)
+    .bind(stored_time(at))
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a delivery `sent` with the provider's id for the message.
+async fn mark_sent<'e>(
+    executor: impl sqlx::Executor<'e, Database = Postgres>,
+    sink: &str,
+    (partition, log_offset, provider_message_id): (u32, u64, &str),
+    at: &DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'sent', provider_message_id = $1, updated_at = $2
+         WHERE sink = $3 AND partition = $4 AND log_offset = $5",
+    )
+    .bind(provider_message_id)
+    .bind(stored_time(at))
+    .bind(sink)
+    .bind(i64::from(partition))
+    .bind(log_offset as i64)
     .execute(executor)
     .await?;
     Ok(())

@@ -540,24 +540,24 @@ impl SqliteJournal {
         log_offset: u64,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let at = time_text(&at);
-        let done = sqlx::query(
-            "INSERT INTO deliveries
-                 (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
-             VALUES (?, ?, ?, 'sending', 1, ?, ?)
-             ON CONFLICT (sink, partition, log_offset) DO UPDATE
-                 SET state = 'sending', attempts = deliveries.attempts + 1,
-                     updated_at = excluded.updated_at
-                 WHERE deliveries.state <> 'sent'",
-        )
-        .bind(sink)
-        .bind(partition as i64)
-        .bind(log_offset as i64)
-        .bind(&at)
-        .bind(&at)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        mark_sending(&self.writer, sink, partition, log_offset, &at).await
+    }
+
+    /// [`delivery_sending`](Self::delivery_sending) for several deliveries in one
+    /// transaction (one disk flush for a group of sends); whether each may be sent.
+    pub async fn deliveries_sending(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, Error> {
+        let mut tx = self.writer.begin().await?;
+        let mut may_send = Vec::with_capacity(deliveries.len());
+        for &(partition, log_offset) in deliveries {
+            may_send.push(mark_sending(&mut *tx, sink, partition, log_offset, &at).await?);
+        }
+        tx.commit().await?;
+        Ok(may_send)
     }
 
     /// Records that the provider accepted the message, under its id for it.
@@ -569,17 +569,28 @@ impl SqliteJournal {
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'sent', provider_message_id = ?, updated_at = ?
-             WHERE sink = ? AND partition = ? AND log_offset = ?",
+        mark_sent(
+            &self.writer,
+            sink,
+            (partition, log_offset, provider_message_id),
+            &at,
         )
-        .bind(provider_message_id)
-        .bind(time_text(&at))
-        .bind(sink)
-        .bind(partition as i64)
-        .bind(log_offset as i64)
-        .execute(&self.writer)
-        .await?;
+        .await
+    }
+
+    /// [`delivery_sent`](Self::delivery_sent) for several deliveries in one transaction:
+    /// `(partition, log_offset, provider_message_id)` each.
+    pub async fn deliveries_sent(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64, &str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        for &delivery in deliveries {
+            mark_sent(&mut *tx, sink, delivery, &at).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -876,6 +887,55 @@ async fn save_progress<'e>(
     .bind(sink)
     .bind(partition as i64)
     .bind(next_offset as i64)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Marks a delivery `sending` (one more attempt) unless it was `sent`; whether it may be sent.
+async fn mark_sending<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    sink: &str,
+    partition: u32,
+    log_offset: u64,
+    at: &DateTime<Utc>,
+) -> Result<bool, Error> {
+    let at = time_text(at);
+    let done = sqlx::query(
+        "INSERT INTO deliveries
+             (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
+         VALUES (?, ?, ?, 'sending', 1, ?, ?)
+         ON CONFLICT (sink, partition, log_offset) DO UPDATE
+             SET state = 'sending', attempts = deliveries.attempts + 1,
+                 updated_at = excluded.updated_at
+             WHERE deliveries.state <> 'sent'",
+    )
+    .bind(sink)
+    .bind(partition as i64)
+    .bind(log_offset as i64)
+    .bind(&at)
+    .bind(&at)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a delivery `sent` with the provider's id for the message.
+async fn mark_sent<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    sink: &str,
+    (partition, log_offset, provider_message_id): (u32, u64, &str),
+    at: &DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'sent', provider_message_id = ?, updated_at = ?
+         WHERE sink = ? AND partition = ? AND log_offset = ?",
+    )
+    .bind(provider_message_id)
+    .bind(time_text(at))
+    .bind(sink)
+    .bind(partition as i64)
+    .bind(log_offset as i64)
     .execute(executor)
     .await?;
     Ok(())

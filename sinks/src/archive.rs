@@ -60,8 +60,10 @@ impl ArchiveSink {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
         while !*shutdown.borrow() {
             match self.apply_pending().await {
-                Ok(0) => {}
-                Ok(_) => continue,
+                // A full batch means more is waiting; otherwise rest, and carry a drop's
+                // outcomes in batches rather than chasing every commit.
+                Ok(applied) if applied >= self.config.batch_outcomes_max as usize => continue,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, retriable = e.is_retriable(), "archiving failed; retrying")
                 }

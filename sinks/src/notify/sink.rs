@@ -107,11 +107,17 @@ impl<T: Transport> Notifier<T> {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
         while !*shutdown.borrow() {
             match self.deliver_pending().await {
-                Ok(report) if report.outcomes > 0 => {
+                // A full batch means more is waiting: go on at once. Otherwise rest, so
+                // that during a drop the notifier works in batches rather than chasing
+                // every commit (each pass costs journal reads and writes that share the
+                // database with the processors).
+                Ok(report) if report.outcomes >= self.config.batch_outcomes_max as usize => {
                     tracing::debug!(sink = %self.config.sink, ?report, "notifier pass");
                     continue;
                 }
-                Ok(_) => {}
+                Ok(report) => {
+                    tracing::debug!(sink = %self.config.sink, ?report, "notifier pass")
+                }
                 Err(e) => tracing::warn!(
                     sink = %self.config.sink, error = %e, retriable = e.is_retriable(),
                     "notifier pass failed; trying again"
@@ -296,36 +302,96 @@ impl<T: Transport> Notifier<T> {
         }
     }
 
-    /// Sends `jobs`, at most `sends_in_flight_max` at a time, each to a final ledger row.
+    /// Sends `jobs` in groups of at most `sends_in_flight_max`, each to a final ledger row.
     async fn send_all(&self, jobs: Vec<Job>) -> Result<(), Error> {
-        let mut jobs = jobs.into_iter();
-        loop {
-            let mut in_flight = JoinSet::new();
-            for job in jobs.by_ref().take(self.config.sends_in_flight_max) {
-                in_flight.spawn(send_one(
-                    self.journal.clone(),
-                    self.transport.clone(),
-                    self.config.clone(),
-                    self.stats.clone(),
-                    job,
-                ));
-            }
-            if in_flight.is_empty() {
-                return Ok(());
-            }
-            // Every send of the group finishes (and records itself) before a journal error
-            // is returned, so no message is left `sending` by a failure of another.
-            let mut first_error = None;
-            while let Some(done) = in_flight.join_next().await {
-                let result = done.map_err(|e| Error::Task(e.to_string())).and_then(|r| r);
-                if let Err(e) = result {
-                    first_error.get_or_insert(e);
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let group: Vec<Job> = jobs
+                .by_ref()
+                .take(self.config.sends_in_flight_max)
+                .collect();
+            self.send_group(group).await?;
+        }
+        Ok(())
+    }
+
+    /// One group: its messages are marked `sending` in one journal transaction, their first
+    /// attempts run at once, and the accepted ones are marked `sent` in one transaction —
+    /// two disk flushes a group rather than two a message, which on the embedded default
+    /// share the one SQLite writer with the processors' commits. A message that cannot be
+    /// sent, or whose first attempt failed, goes on alone ([`finish_alone`]). Every send of
+    /// the group finishes and records itself before a journal error is returned.
+    async fn send_group(&self, group: Vec<Job>) -> Result<(), Error> {
+        let sink = self.config.sink.as_str();
+        let (sendable, unsendable): (Vec<Job>, Vec<Job>) =
+            group.into_iter().partition(|job| job.message.is_ok());
+        let keys: Vec<(u32, u64)> = sendable
+            .iter()
+            .map(|job| (job.partition, job.log_offset))
+            .collect();
+        let may_send = self
+            .journal
+            .deliveries_sending(sink, &keys, Utc::now())
+            .await?;
+        let mut first_attempts = JoinSet::new();
+        for (job, may_send) in sendable.into_iter().zip(may_send) {
+            // Not sendable: `sent` already (a redrive raced a resend). Never send twice.
+            if may_send {
+                let transport = self.transport.clone();
+                first_attempts.spawn(async move {
+                    let result = match &job.message {
+                        Ok(message) => transport.deliver(message).await,
+                        Err(_) => unreachable!("only sendable jobs are attempted"),
+                    };
+                    (job, result)
+                });
             }
         }
+        let mut alone = JoinSet::new();
+        let finish = |job, first_error| {
+            finish_alone(
+                self.journal.clone(),
+                self.transport.clone(),
+                self.config.clone(),
+                self.stats.clone(),
+                job,
+                first_error,
+            )
+        };
+        for job in unsendable {
+            alone.spawn(finish(job, None));
+        }
+        let mut first_error = None;
+        let mut accepted = Vec::new();
+        while let Some(done) = first_attempts.join_next().await {
+            match done {
+                Ok((job, Ok(receipt))) => {
+                    accepted.push((job.partition, job.log_offset, receipt.provider_message_id))
+                }
+                Ok((job, Err(error))) => {
+                    alone.spawn(finish(job, Some(error)));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::Task(e.to_string()));
+                }
+            }
+        }
+        let sent: Vec<(u32, u64, &str)> = accepted
+            .iter()
+            .map(|(partition, offset, id)| (*partition, *offset, id.as_str()))
+            .collect();
+        if let Err(e) = self.journal.deliveries_sent(sink, &sent, Utc::now()).await {
+            first_error.get_or_insert(e.into());
+        } else {
+            NotifierStats::add(&self.stats.sent, sent.len() as u64);
+        }
+        while let Some(done) = alone.join_next().await {
+            let result = done.map_err(|e| Error::Task(e.to_string())).and_then(|r| r);
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn campaign(&mut self, campaign_id: &str) -> Result<CampaignFacts, Error> {
@@ -357,16 +423,19 @@ impl<T: Transport> Notifier<T> {
     }
 }
 
-/// The ledger protocol for one message (`docs/exactly-once.md`, rules 27–31): `sending`
-/// before each provider call, `sent` with the provider's id after, retries with backoff
-/// for transient errors, `failed` with the reason for permanent ones or when the attempts
-/// run out. Returns an error only when the journal fails.
-async fn send_one<T: Transport>(
+/// The ledger protocol for one message on its own (`docs/exactly-once.md`, rules 27–31):
+/// after a failed first attempt in its group (`first_error`), transient errors are retried
+/// with backoff, each attempt marked `sending` before the provider call and `sent` with the
+/// provider's id after; permanent errors, or attempts running out, end `failed` with the
+/// reason. A message that cannot be built is recorded `failed` at once. Returns an error
+/// only when the journal fails.
+async fn finish_alone<T: Transport>(
     journal: Journal,
     transport: T,
     config: NotifierConfig,
     stats: Arc<NotifierStats>,
     job: Job,
+    first_error: Option<Error>,
 ) -> Result<(), Error> {
     let sink = config.sink.as_str();
     let (partition, offset) = (job.partition, job.log_offset);
@@ -392,29 +461,36 @@ async fn send_one<T: Transport>(
             return Ok(());
         }
     };
-    for attempt in 1..=config.send_attempts_max {
-        if !journal
-            .delivery_sending(sink, partition, offset, Utc::now())
-            .await?
-        {
-            // Already sent (a redrive raced a resend): never send twice.
-            return Ok(());
-        }
-        let error = match transport.deliver(&message).await {
-            Ok(receipt) => {
-                journal
-                    .delivery_sent(
-                        sink,
-                        partition,
-                        offset,
-                        &receipt.provider_message_id,
-                        Utc::now(),
-                    )
-                    .await?;
-                NotifierStats::add(&stats.sent, 1);
-                return Ok(());
+    let mut failure = first_error;
+    let mut attempt = 1;
+    loop {
+        let error = match failure.take() {
+            Some(error) => error,
+            None => {
+                if !journal
+                    .delivery_sending(sink, partition, offset, Utc::now())
+                    .await?
+                {
+                    // Already sent (a redrive raced a resend): never send twice.
+                    return Ok(());
+                }
+                match transport.deliver(&message).await {
+                    Ok(receipt) => {
+                        journal
+                            .delivery_sent(
+                                sink,
+                                partition,
+                                offset,
+                                &receipt.provider_message_id,
+                                Utc::now(),
+                            )
+                            .await?;
+                        NotifierStats::add(&stats.sent, 1);
+                        return Ok(());
+                    }
+                    Err(error) => error,
+                }
             }
-            Err(e) => e,
         };
         if error.is_retriable() && attempt < config.send_attempts_max {
             journal
@@ -429,6 +505,7 @@ async fn send_one<T: Transport>(
                 .await?;
             NotifierStats::add(&stats.retries, 1);
             tokio::time::sleep(Duration::from_millis(config.retry_backoff_ms(attempt))).await;
+            attempt += 1;
             continue;
         }
         let reason = if error.is_retriable() {
@@ -450,5 +527,4 @@ async fn send_one<T: Transport>(
         tracing::warn!(sink, outcome_id = %message.outcome_id, %reason, "notification failed; `turnstile sinks retry` re-drives it");
         return Ok(());
     }
-    Ok(())
 }
