@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use turnstile_schemas::Outcome;
+use turnstile_schemas::{Coupon, Outcome};
 
 use crate::deliveries::{
     delivery_from_columns, merge_status, Delivery, DeliveryState, SinkPartitionStatus,
@@ -419,30 +419,19 @@ impl SqliteJournal {
         next_offset: u64,
     ) -> Result<(), Error> {
         let mut tx = self.writer.begin().await?;
+        // Issues go in as multi-row inserts; a state change needs its coupon's row, so each
+        // run of issues is written before the change that follows it.
+        let mut issued: Vec<(String, &Coupon)> = Vec::new();
         for outcome in outcomes {
             let outcome_id = outcome.position.outcome_id();
             match ArchiveChange::of(outcome) {
-                Some(ArchiveChange::Issued(coupon)) => {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO archive_coupons (coupon_id, campaign_id, user_id,
-                             issued_at, expires_at, state, state_at, outcome_id)
-                         VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-                    )
-                    .bind(&coupon.coupon_id)
-                    .bind(&coupon.campaign_id)
-                    .bind(&coupon.user_id)
-                    .bind(time_text(&coupon.issued_at))
-                    .bind(time_text(&coupon.expires_at))
-                    .bind(time_text(&coupon.issued_at))
-                    .bind(&outcome_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Some(ArchiveChange::Issued(coupon)) => issued.push((outcome_id, coupon)),
                 Some(ArchiveChange::Moved {
                     coupon_id,
                     state,
                     at,
                 }) => {
+                    insert_archived(&mut tx, &std::mem::take(&mut issued)).await?;
                     sqlx::query(
                         "UPDATE archive_coupons SET state = ?, state_at = ?, outcome_id = ?
                          WHERE coupon_id = ? AND state = 'active'",
@@ -457,6 +446,7 @@ impl SqliteJournal {
                 None => {}
             }
         }
+        insert_archived(&mut tx, &issued).await?;
         save_progress(&mut *tx, sink, partition, next_offset).await?;
         tx.commit().await?;
         Ok(())
@@ -938,5 +928,27 @@ async fn mark_sent<'e>(
     .bind(log_offset as i64)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// Adds issued coupons to the archive as `active`, leaving any row already there.
+async fn insert_archived(tx: &mut Tx<'_>, issued: &[(String, &Coupon)]) -> Result<(), Error> {
+    for chunk in issued.chunks(INSERT_ROWS_MAX) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO archive_coupons (coupon_id, campaign_id, user_id, issued_at,
+                 expires_at, state, state_at, outcome_id) ",
+        );
+        insert.push_values(chunk, |mut row, (outcome_id, coupon)| {
+            row.push_bind(coupon.coupon_id.as_str())
+                .push_bind(coupon.campaign_id.as_str())
+                .push_bind(coupon.user_id.as_str())
+                .push_bind(time_text(&coupon.issued_at))
+                .push_bind(time_text(&coupon.expires_at))
+                .push_bind("active")
+                .push_bind(time_text(&coupon.issued_at))
+                .push_bind(outcome_id.as_str());
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }

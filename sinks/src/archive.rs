@@ -60,14 +60,14 @@ impl ArchiveSink {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
         while !*shutdown.borrow() {
             match self.apply_pending().await {
-                // A full batch means more is waiting; otherwise rest, and carry a drop's
-                // outcomes in batches rather than chasing every commit.
-                Ok(applied) if applied >= self.config.batch_outcomes_max as usize => continue,
-                Ok(_) => {}
+                Ok(applied) => tracing::debug!(applied, "archive pass"),
                 Err(e) => {
                     tracing::warn!(error = %e, retriable = e.is_retriable(), "archiving failed; retrying")
                 }
             }
+            // Rest after every pass, full batch or not: the processors' commits share the
+            // database, and during a drop they come first. A backlog waits in the outbox,
+            // durable, and is carried at up to a batch per partition per pause.
             if !crate::rest(pause, &mut shutdown).await {
                 return;
             }

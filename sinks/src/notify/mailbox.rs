@@ -44,6 +44,12 @@ impl Transport for MailboxTransport {
             provider_message_id: format!("{}.eml", message.outcome_id),
         })
     }
+
+    /// A message is a file named by its outcome id, written through a rename: writing it
+    /// again replaces it with the same bytes.
+    fn resend_is_harmless(&self) -> bool {
+        true
+    }
 }
 
 /// Whether an I/O error of the mailbox may pass: a full disk or an interrupted call may;

@@ -63,4 +63,12 @@ pub trait Transport: Clone + Send + Sync + 'static {
         &self,
         message: &Message,
     ) -> impl Future<Output = Result<DeliveryReceipt, Error>> + Send;
+
+    /// Whether delivering a message again leaves one effect, as the mailbox's rewrite of
+    /// the same file does. Then a crash's ambiguity costs nothing, and the notifier records
+    /// sends in the ledger a whole batch at a time instead of `sends_in_flight_max` at a
+    /// time (which bounds the duplicates a crash can cause with a real provider).
+    fn resend_is_harmless(&self) -> bool {
+        false
+    }
 }

@@ -14,6 +14,11 @@ use turnstile_schemas::{Decision, Outcome};
 use super::{CouponFacts, Locale, Message, Notification, NotifierConfig, Transport};
 use crate::Error;
 
+/// Messages recorded per ledger transaction when a resend is harmless: large enough to
+/// amortise the flush, small enough not to hold the journal's writer (which the processors
+/// share on the embedded default) for long.
+const LEDGER_GROUP_HARMLESS_MAX: usize = 256;
+
 /// What the notifier has done since it started: typed counters, one place for their names.
 #[derive(Debug, Default)]
 pub struct NotifierStats {
@@ -107,14 +112,6 @@ impl<T: Transport> Notifier<T> {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
         while !*shutdown.borrow() {
             match self.deliver_pending().await {
-                // A full batch means more is waiting: go on at once. Otherwise rest, so
-                // that during a drop the notifier works in batches rather than chasing
-                // every commit (each pass costs journal reads and writes that share the
-                // database with the processors).
-                Ok(report) if report.outcomes >= self.config.batch_outcomes_max as usize => {
-                    tracing::debug!(sink = %self.config.sink, ?report, "notifier pass");
-                    continue;
-                }
                 Ok(report) => {
                     tracing::debug!(sink = %self.config.sink, ?report, "notifier pass")
                 }
@@ -123,6 +120,9 @@ impl<T: Transport> Notifier<T> {
                     "notifier pass failed; trying again"
                 ),
             }
+            // Rest after every pass, full batch or not: the processors' commits share the
+            // database, and during a drop they come first. A backlog waits in the outbox,
+            // durable, and is carried at up to a batch per partition per pause.
             if !crate::rest(pause, &mut shutdown).await {
                 return;
             }
@@ -302,21 +302,25 @@ impl<T: Transport> Notifier<T> {
         }
     }
 
-    /// Sends `jobs` in groups of at most `sends_in_flight_max`, each to a final ledger row.
+    /// Sends `jobs` in ledger groups (see [`Transport::resend_is_harmless`]), each message
+    /// to a final ledger row.
     async fn send_all(&self, jobs: Vec<Job>) -> Result<(), Error> {
+        let group_size = if self.transport.resend_is_harmless() {
+            LEDGER_GROUP_HARMLESS_MAX
+        } else {
+            self.config.sends_in_flight_max
+        };
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            let group: Vec<Job> = jobs
-                .by_ref()
-                .take(self.config.sends_in_flight_max)
-                .collect();
+            let group: Vec<Job> = jobs.by_ref().take(group_size.max(1)).collect();
             self.send_group(group).await?;
         }
         Ok(())
     }
 
     /// One group: its messages are marked `sending` in one journal transaction, their first
-    /// attempts run at once, and the accepted ones are marked `sent` in one transaction —
+    /// attempts run `sends_in_flight_max` at a time, and the accepted ones are marked `sent`
+    /// in one transaction —
     /// two disk flushes a group rather than two a message, which on the embedded default
     /// share the one SQLite writer with the processors' commits. A message that cannot be
     /// sent, or whose first attempt failed, goes on alone ([`finish_alone`]). Every send of
@@ -333,20 +337,12 @@ impl<T: Transport> Notifier<T> {
             .journal
             .deliveries_sending(sink, &keys, Utc::now())
             .await?;
-        let mut first_attempts = JoinSet::new();
-        for (job, may_send) in sendable.into_iter().zip(may_send) {
-            // Not sendable: `sent` already (a redrive raced a resend). Never send twice.
-            if may_send {
-                let transport = self.transport.clone();
-                first_attempts.spawn(async move {
-                    let result = match &job.message {
-                        Ok(message) => transport.deliver(message).await,
-                        Err(_) => unreachable!("only sendable jobs are attempted"),
-                    };
-                    (job, result)
-                });
-            }
-        }
+        // Not sendable: `sent` already (a redrive raced a resend). Never send twice.
+        let mut to_send = sendable
+            .into_iter()
+            .zip(may_send)
+            .filter_map(|(job, may_send)| may_send.then_some(job))
+            .peekable();
         let mut alone = JoinSet::new();
         let finish = |job, first_error| {
             finish_alone(
@@ -363,16 +359,32 @@ impl<T: Transport> Notifier<T> {
         }
         let mut first_error = None;
         let mut accepted = Vec::new();
-        while let Some(done) = first_attempts.join_next().await {
-            match done {
-                Ok((job, Ok(receipt))) => {
-                    accepted.push((job.partition, job.log_offset, receipt.provider_message_id))
-                }
-                Ok((job, Err(error))) => {
-                    alone.spawn(finish(job, Some(error)));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(Error::Task(e.to_string()));
+        while to_send.peek().is_some() {
+            let mut first_attempts = JoinSet::new();
+            for job in to_send
+                .by_ref()
+                .take(self.config.sends_in_flight_max.max(1))
+            {
+                let transport = self.transport.clone();
+                first_attempts.spawn(async move {
+                    let result = match &job.message {
+                        Ok(message) => transport.deliver(message).await,
+                        Err(_) => unreachable!("only sendable jobs are attempted"),
+                    };
+                    (job, result)
+                });
+            }
+            while let Some(done) = first_attempts.join_next().await {
+                match done {
+                    Ok((job, Ok(receipt))) => {
+                        accepted.push((job.partition, job.log_offset, receipt.provider_message_id))
+                    }
+                    Ok((job, Err(error))) => {
+                        alone.spawn(finish(job, Some(error)));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(Error::Task(e.to_string()));
+                    }
                 }
             }
         }
