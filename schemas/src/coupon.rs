@@ -184,12 +184,19 @@ pub struct Coupon {
 }
 
 impl Coupon {
-    /// When its holder is reminded of the expiry: [`EXPIRY_REMINDER_LEAD_HOURS`] before
-    /// it, or never when that is not after the issue (a coupon valid for less than a day).
+    /// When its holder is reminded of the expiry ([`reminder_time`]), or never when that
+    /// is not after the issue (a coupon valid for less than a day).
     pub fn reminder_due(&self) -> Option<DateTime<Utc>> {
-        let due = self.expires_at - chrono::Duration::hours(EXPIRY_REMINDER_LEAD_HOURS);
+        let due = reminder_time(self.expires_at);
         (due > self.issued_at).then_some(due)
     }
+}
+
+/// The reminder of a coupon expiring at `expires_at` is due
+/// [`EXPIRY_REMINDER_LEAD_HOURS`] before it: a timer's due time and, in the state machine,
+/// the earliest instant its command is accepted.
+pub fn reminder_time(expires_at: DateTime<Utc>) -> DateTime<Utc> {
+    expires_at - chrono::Duration::hours(EXPIRY_REMINDER_LEAD_HOURS)
 }
 
 #[cfg(test)]

@@ -213,12 +213,11 @@ impl CouponCampaign {
         };
         let coupon = &self.issued[sequence as usize - 1];
         let expires_at = self.expiries[coupon.expiry()];
-        let lead = chrono::Duration::hours(turnstile_schemas::coupon::EXPIRY_REMINDER_LEAD_HOURS);
         if coupon.is_redeemed() {
             Verdict::Rejected(Rejection::AlreadyRedeemed)
         } else if coupon.is_expired() || now >= expires_at {
             Verdict::Rejected(Rejection::CouponExpired)
-        } else if now < expires_at - lead {
+        } else if now < turnstile_schemas::coupon::reminder_time(expires_at) {
             Verdict::Rejected(Rejection::NotDueYet)
         } else {
             Verdict::CouponExpiring { sequence }

@@ -238,43 +238,35 @@ impl<T: Transport> Notifier<T> {
         &mut self,
         outcome: &Outcome,
     ) -> Result<Option<(Notification, Locale)>, Error> {
-        match &outcome.decision {
-            Decision::CouponGranted { coupon } => {
-                let campaign = self.campaign(&coupon.campaign_id).await?;
-                let facts = CouponFacts {
-                    user_id: coupon.user_id.clone(),
-                    coupon_id: coupon.coupon_id.clone(),
-                    campaign_title: campaign.title,
-                    expires_at: coupon.expires_at,
-                    time_zone: campaign.time_zone,
-                };
-                Ok(Some((Notification::CouponIssued(facts), campaign.locale)))
-            }
-            Decision::CouponExpiring {
-                coupon_id,
-                expires_at,
-            } => {
-                let campaign = self.campaign(&outcome.resource_id).await?;
-                let facts = CouponFacts {
-                    // A timer command carries the coupon's holder as its user.
-                    user_id: outcome.user_id.clone(),
-                    coupon_id: coupon_id.clone(),
-                    campaign_title: campaign.title,
-                    expires_at: *expires_at,
-                    time_zone: campaign.time_zone,
-                };
-                Ok(Some((
-                    Notification::CouponExpiringTomorrow(facts),
-                    campaign.locale,
-                )))
-            }
-            // Creating a campaign, redeeming a coupon and its expiry tell nobody (the
-            // archive records the expiry); rejections have no outbox row.
-            Decision::CampaignCreated { .. }
-            | Decision::CouponRedeemed { .. }
-            | Decision::CouponExpired { .. }
-            | Decision::Rejected { .. } => Ok(None),
-        }
+        // A grant names its coupon's holder; a reminder, a timer command, carries the
+        // holder as its user.
+        let (notification, coupon_id, expires_at): (fn(CouponFacts) -> Notification, _, _) =
+            match &outcome.decision {
+                Decision::CouponGranted { coupon } => (
+                    Notification::CouponIssued,
+                    &coupon.coupon_id,
+                    coupon.expires_at,
+                ),
+                Decision::CouponExpiring {
+                    coupon_id,
+                    expires_at,
+                } => (Notification::CouponExpiringTomorrow, coupon_id, *expires_at),
+                // Creating a campaign, redeeming a coupon and its expiry tell nobody (the
+                // archive records the expiry); rejections have no outbox row.
+                Decision::CampaignCreated { .. }
+                | Decision::CouponRedeemed { .. }
+                | Decision::CouponExpired { .. }
+                | Decision::Rejected { .. } => return Ok(None),
+            };
+        let campaign = self.campaign(&outcome.resource_id).await?;
+        let facts = CouponFacts {
+            user_id: outcome.user_id.clone(),
+            coupon_id: coupon_id.clone(),
+            campaign_title: campaign.title,
+            expires_at,
+            time_zone: campaign.time_zone,
+        };
+        Ok(Some((notification(facts), campaign.locale)))
     }
 
     fn job(&self, outcome: &Outcome, (notification, locale): &(Notification, Locale)) -> Job {
@@ -312,7 +304,7 @@ impl<T: Transport> Notifier<T> {
         };
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            let group: Vec<Job> = jobs.by_ref().take(group_size.max(1)).collect();
+            let group: Vec<Job> = jobs.by_ref().take(group_size).collect();
             self.send_group(group).await?;
         }
         Ok(())
@@ -320,18 +312,23 @@ impl<T: Transport> Notifier<T> {
 
     /// One group: its messages are marked `sending` in one journal transaction, their first
     /// attempts run `sends_in_flight_max` at a time, and the accepted ones are marked `sent`
-    /// in one transaction —
-    /// two disk flushes a group rather than two a message, which on the embedded default
-    /// share the one SQLite writer with the processors' commits. A message that cannot be
+    /// in one transaction — two disk flushes a group rather than two a message, which on
+    /// the embedded default share the one SQLite writer with the processors' commits. A message that cannot be
     /// sent, or whose first attempt failed, goes on alone ([`finish_alone`]). Every send of
     /// the group finishes and records itself before a journal error is returned.
     async fn send_group(&self, group: Vec<Job>) -> Result<(), Error> {
         let sink = self.config.sink.as_str();
-        let (sendable, unsendable): (Vec<Job>, Vec<Job>) =
-            group.into_iter().partition(|job| job.message.is_ok());
+        let mut sendable = Vec::new();
+        let mut unsendable = Vec::new();
+        for job in group {
+            match job.message {
+                Ok(message) => sendable.push((job.partition, job.log_offset, message)),
+                Err(_) => unsendable.push(job),
+            }
+        }
         let keys: Vec<(u32, u64)> = sendable
             .iter()
-            .map(|job| (job.partition, job.log_offset))
+            .map(|(partition, offset, _)| (*partition, *offset))
             .collect();
         let may_send = self
             .journal
@@ -341,7 +338,7 @@ impl<T: Transport> Notifier<T> {
         let mut to_send = sendable
             .into_iter()
             .zip(may_send)
-            .filter_map(|(job, may_send)| may_send.then_some(job))
+            .filter_map(|(send, may_send)| may_send.then_some(send))
             .peekable();
         let mut alone = JoinSet::new();
         let finish = |job, first_error| {
@@ -361,25 +358,26 @@ impl<T: Transport> Notifier<T> {
         let mut accepted = Vec::new();
         while to_send.peek().is_some() {
             let mut first_attempts = JoinSet::new();
-            for job in to_send
-                .by_ref()
-                .take(self.config.sends_in_flight_max.max(1))
+            for (partition, log_offset, message) in
+                to_send.by_ref().take(self.config.sends_in_flight_max)
             {
                 let transport = self.transport.clone();
                 first_attempts.spawn(async move {
-                    let result = match &job.message {
-                        Ok(message) => transport.deliver(message).await,
-                        Err(_) => unreachable!("only sendable jobs are attempted"),
-                    };
-                    (job, result)
+                    let result = transport.deliver(&message).await;
+                    (partition, log_offset, message, result)
                 });
             }
             while let Some(done) = first_attempts.join_next().await {
                 match done {
-                    Ok((job, Ok(receipt))) => {
-                        accepted.push((job.partition, job.log_offset, receipt.provider_message_id))
+                    Ok((partition, log_offset, _, Ok(receipt))) => {
+                        accepted.push((partition, log_offset, receipt.provider_message_id))
                     }
-                    Ok((job, Err(error))) => {
+                    Ok((partition, log_offset, message, Err(error))) => {
+                        let job = Job {
+                            partition,
+                            log_offset,
+                            message: Ok(message),
+                        };
                         alone.spawn(finish(job, Some(error)));
                     }
                     Err(e) => {
