@@ -446,10 +446,8 @@ fn campaign_summaries(decided: &[Decided]) -> Vec<(&str, CampaignSummary)> {
             Decision::Rejected {
                 reason: Rejection::SoldOut,
             } => summary.rejected_sold_out = true,
-            Decision::CouponRedeemed { .. }
-            | Decision::CouponExpired { .. }
-            | Decision::CouponExpiring { .. }
-            | Decision::Rejected { .. } => {}
+            // The shared gate knows campaigns only.
+            _ => {}
         }
     }
     order

@@ -377,14 +377,8 @@ fn answer(outcome: &Outcome, first: bool) -> Answer {
         Decision::Rejected { reason } => {
             return Err(Failure::rejected(*reason, Some(Box::new(outcome.clone()))))
         }
-        // Timer outcomes are only read back through the status route.
-        Decision::CouponRedeemed { .. }
-        | Decision::CouponExpired { .. }
-        | Decision::CouponExpiring { .. } => StatusCode::OK,
-        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } if first => {
-            StatusCode::CREATED
-        }
-        Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } => StatusCode::OK,
+        _ if first && outcome.decision.creates_something() => StatusCode::CREATED,
+        _ => StatusCode::OK,
     };
     Ok((status, Json(outcome)).into_response())
 }

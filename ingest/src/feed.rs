@@ -220,10 +220,8 @@ impl OutcomeFeed {
                     };
                 }
             }
-            Decision::CouponRedeemed { .. }
-            | Decision::CouponExpired { .. }
-            | Decision::CouponExpiring { .. }
-            | Decision::Rejected { .. } => {}
+            // The catalog knows campaigns only.
+            _ => {}
         }
     }
 }

@@ -28,9 +28,9 @@ use crate::deliveries::{
 };
 use crate::load::OutcomeLoader;
 use crate::rows::{
-    decision_status, outcome_json, parse_json, stored_time, ArchiveChange, ArchiveMismatch,
-    CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns,
-    TimerRow, ARCHIVE_MISMATCHES_SQL,
+    outcome_json, parse_json, stored_time, ArchiveChange, ArchiveMismatch, CampaignColumns,
+    CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns, TimerRow,
+    ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -873,7 +873,7 @@ async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Err
     .bind(column(outcomes, |o| o.resource_id.as_str()))
     .bind(column(outcomes, |o| o.request_id.as_str()))
     .bind(column(outcomes, |o| o.user_id.as_str()))
-    .bind(column(outcomes, |o| decision_status(&o.decision)))
+    .bind(column(outcomes, |o| o.decision.status()))
     .bind(column(outcomes, |o| outcome_json(o)))
     .execute(&mut **tx)
     .await?;
@@ -936,7 +936,7 @@ async fn insert_projections(tx: &mut Tx<'_>, projections: &Projections<'_>) -> R
         )
         .bind(column(outbox, |o| i64::from(o.position.partition)))
         .bind(column(outbox, |o| o.position.offset as i64))
-        .bind(column(outbox, |o| decision_status(&o.decision)))
+        .bind(column(outbox, |o| o.decision.status()))
         .execute(&mut **tx)
         .await?;
     }

@@ -166,9 +166,8 @@ impl<'a> ArchiveChange<'a> {
                 state: "expired",
                 at: expired_at,
             }),
-            Decision::CampaignCreated { .. }
-            | Decision::CouponExpiring { .. }
-            | Decision::Rejected { .. } => None,
+            // Reminders change no coupon; the other domains have no archive table yet.
+            _ => None,
         }
     }
 }
@@ -289,8 +288,9 @@ impl<'a> Projections<'a> {
                     coupon_id,
                     expired_at,
                 } => projections.expiries.push((coupon_id, expired_at)),
-                Decision::CouponExpiring { .. } => {}
                 Decision::Rejected { .. } => continue,
+                // A reminder, or another domain's decision: the outbox is all it changes.
+                _ => {}
             }
             projections.outbox.push(outcome);
         }
@@ -318,19 +318,6 @@ impl CampaignRow {
 /// The outcome's canonical JSON: what the journal stores and a replay must reproduce.
 pub fn outcome_json(outcome: &Outcome) -> String {
     serde_json::to_string(outcome).expect("outcomes serialise")
-}
-
-/// The `status` column of an outcome (and the `kind` of its outbox row).
-pub(crate) fn decision_status(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::CampaignCreated { .. } => "campaign_created",
-        Decision::CouponGranted { .. } => "coupon_granted",
-        Decision::CouponRedeemed { .. } => "coupon_redeemed",
-        // Not "coupon_expired": that is the code of a rejected redeem.
-        Decision::CouponExpired { .. } => "coupon_expiry",
-        Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
-        Decision::Rejected { reason } => reason.code(),
-    }
 }
 
 /// A coupon time as SQLite stores it: RFC 3339 in UTC with milliseconds, so text order

@@ -21,9 +21,9 @@ use crate::deliveries::{
     delivery_from_columns, merge_status, Delivery, DeliveryState, SinkPartitionStatus,
 };
 use crate::rows::{
-    decision_status, outcome_json, parse_json, parse_time, time_text, ArchiveChange,
-    ArchiveMismatch, CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections,
-    StoredOutcome, TimerRow, ARCHIVE_MISMATCHES_SQL,
+    outcome_json, parse_json, parse_time, time_text, ArchiveChange, ArchiveMismatch,
+    CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
+    ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
 
@@ -758,7 +758,7 @@ async fn insert_outcomes(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Err
                 .push_bind(outcome.position.partition as i64)
                 .push_bind(outcome.position.offset as i64)
                 .push_bind(outcome.user_id.as_str())
-                .push_bind(decision_status(&outcome.decision))
+                .push_bind(outcome.decision.status())
                 .push_bind(body.as_str());
         });
         insert.build().execute(&mut **tx).await?;
@@ -855,7 +855,7 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
         insert.push_values(chunk, |mut row, outcome| {
             row.push_bind(outcome.position.partition as i64)
                 .push_bind(outcome.position.offset as i64)
-                .push_bind(decision_status(&outcome.decision));
+                .push_bind(outcome.decision.status());
         });
         insert.build().execute(&mut **tx).await?;
     }

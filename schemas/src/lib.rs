@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`envelope`]: the versioned command envelope producers put on the log.
 //! - [`coupon`]: the coupon-campaign commands, specs and coupons.
+//! - [`seats`], [`venue`], [`auction`]: the seated-event, venue-slot and auction-lot
+//!   commands and specs.
 //! - [`outcome`]: the decision a processor records for one request id.
 //! - [`error`]: the one JSON error shape every HTTP 4xx/5xx answer uses.
 //! - [`export`]: JSON Schema documents for all of the above (`turnstile schema`).
@@ -11,11 +13,14 @@
 //! contract: fields are only ever added (with defaults), never renamed or removed, and the
 //! envelope carries a version number for the day that rule has to break.
 
+pub mod auction;
 pub mod coupon;
 pub mod envelope;
 pub mod error;
 pub mod export;
 pub mod outcome;
+pub mod seats;
+pub mod venue;
 
 pub use coupon::{CampaignSpec, Coupon, CouponCommand};
 pub use envelope::{Command, Envelope, ENVELOPE_VERSION};

@@ -58,6 +58,11 @@ pub enum CommandKind {
     Expire,
     /// `CouponCommand::RemindExpiry` (a timer).
     RemindExpiry,
+    // -- Seated events
+
+    // -- Venue slots
+
+    // -- Auction lots
 }
 
 /// What a processor decided.
@@ -97,11 +102,46 @@ pub enum Decision {
         /// When it expires.
         expires_at: DateTime<Utc>,
     },
+    // -- Seated events (schemas/src/seats.rs) ----------------------------------------
+
+    // -- Venue slots (schemas/src/venue.rs) --------------------------------------------
+
+    // -- Auction lots (schemas/src/auction.rs) -----------------------------------------
     /// Nothing changed, for this reason.
     Rejected {
         /// Why.
         reason: Rejection,
     },
+}
+
+impl Decision {
+    /// The decision's stable name: the journal's `status` column, the `kind` of its
+    /// outbox row, and for a rejection its reason's code.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Decision::CampaignCreated { .. } => "campaign_created",
+            Decision::CouponGranted { .. } => "coupon_granted",
+            Decision::CouponRedeemed { .. } => "coupon_redeemed",
+            // Not "coupon_expired": that is the code of a rejected redeem.
+            Decision::CouponExpired { .. } => "coupon_expiry",
+            Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
+            // -- Seated events
+
+            // -- Venue slots
+
+            // -- Auction lots
+            Decision::Rejected { reason } => reason.code(),
+        }
+    }
+
+    /// Whether the decision made something new that a first answer reports as `201
+    /// Created` (a campaign, a coupon, a hold, a booking, a bid); the others answer 200.
+    pub fn creates_something(&self) -> bool {
+        matches!(
+            self,
+            Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } // -- other domains
+        )
+    }
 }
 
 /// Why a command changed nothing. Stable machine-readable codes.
@@ -133,6 +173,11 @@ pub enum Rejection {
     /// A timer command arrived before its due time (only the scheduler writes them, at
     /// their due time, so this points at a hand-written record).
     NotDueYet,
+    // -- Seated events
+
+    // -- Venue slots
+
+    // -- Auction lots
 }
 
 impl Rejection {
@@ -151,6 +196,11 @@ impl Rejection {
             Rejection::AlreadyRedeemed => "already_redeemed",
             Rejection::CouponExpired => "coupon_expired",
             Rejection::NotDueYet => "not_due_yet",
+            // -- Seated events
+
+            // -- Venue slots
+
+            // -- Auction lots
         }
     }
 }

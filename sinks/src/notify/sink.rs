@@ -253,10 +253,7 @@ impl<T: Transport> Notifier<T> {
                 } => (Notification::CouponExpiringTomorrow, coupon_id, *expires_at),
                 // Creating a campaign, redeeming a coupon and its expiry tell nobody (the
                 // archive records the expiry); rejections have no outbox row.
-                Decision::CampaignCreated { .. }
-                | Decision::CouponRedeemed { .. }
-                | Decision::CouponExpired { .. }
-                | Decision::Rejected { .. } => return Ok(None),
+                _ => return Ok(None),
             };
         let campaign = self.campaign(&outcome.resource_id).await?;
         let facts = CouponFacts {

@@ -1,0 +1,1 @@
+//! Seated events (live ticketing): seat maps, holds with a TTL, confirmation.

@@ -1,0 +1,1 @@
+//! Venue slots (restaurant reservations): covers per slot, bookings, waitlists.
