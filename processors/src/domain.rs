@@ -42,6 +42,18 @@ pub trait Domain: Sized + Clone + std::fmt::Debug {
     /// A new resource from its spec, or a message naming what is wrong with the spec.
     fn create(resource_id: &str, spec: &Self::Spec) -> Result<Self, String>;
 
+    /// The spec of `command` if it is the domain's create command (`CreateEvent`, ...).
+    /// The partition decides creates itself, with [`Domain::create`]; `decide` is never
+    /// called with one.
+    fn create_command_spec(command: &Self::Command) -> Option<&Self::Spec>;
+
+    /// The decision that records a creation (`Decision::EventCreated { spec }`, ...).
+    fn created(spec: &Self::Spec) -> Decision;
+
+    /// The spec of `decision` if it is this domain's creation decision: how recovery
+    /// recreates the resource.
+    fn created_spec(decision: &Decision) -> Option<&Self::Spec>;
+
     /// The spec it was created with (a repeated create with an equal spec is answered as
     /// created, with another one it is refused).
     fn spec(&self) -> &Self::Spec;

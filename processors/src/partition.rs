@@ -241,6 +241,10 @@ impl PartitionState {
                 recorded_campaign(resource).restore_reminder(coupon_id)
             }
             Decision::Rejected { reason } => Verdict::Rejected(*reason),
+            other => panic!(
+                "{} is not a coupon decision, and only coupons are restored yet",
+                other.status()
+            ),
         };
         let absent = resource
             .decided

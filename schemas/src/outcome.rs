@@ -173,6 +173,10 @@ pub enum Rejection {
     /// A timer command arrived before its due time (only the scheduler writes them, at
     /// their due time, so this points at a hand-written record).
     NotDueYet,
+    /// No event, venue or lot with this id exists in the command's domain.
+    UnknownResource,
+    /// An event, venue or lot with this id already exists with a different spec.
+    ResourceExists,
     // -- Seated events
 
     // -- Venue slots
@@ -196,6 +200,8 @@ impl Rejection {
             Rejection::AlreadyRedeemed => "already_redeemed",
             Rejection::CouponExpired => "coupon_expired",
             Rejection::NotDueYet => "not_due_yet",
+            Rejection::UnknownResource => "unknown_resource",
+            Rejection::ResourceExists => "resource_exists",
             // -- Seated events
 
             // -- Venue slots
