@@ -25,10 +25,9 @@ use serde_json::json;
 use turnstile_edge_state::GateAnswer;
 use turnstile_log::partition_for;
 use turnstile_processors::runtime::Decided;
-use turnstile_schemas::coupon::TIMER_REQUEST_PREFIX;
 use turnstile_schemas::{
     validate_id, CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope,
-    LogPosition, Outcome, ENVELOPE_VERSION,
+    LogPosition, Outcome, ENVELOPE_VERSION, TIMER_REQUEST_PREFIX,
 };
 
 use crate::error::Failure;
@@ -99,7 +98,7 @@ async fn create_campaign(
     body.spec
         .validate()
         .map_err(|m| Failure::invalid("invalid_campaign", m))?;
-    let command = CouponCommand::CreateCampaign { spec: body.spec };
+    let command = Command::Coupon(CouponCommand::CreateCampaign { spec: body.spec });
     submit(
         &edge,
         &headers,
@@ -169,7 +168,7 @@ async fn claim(
         request_id,
         campaign_id,
         user_id,
-        CouponCommand::Claim,
+        Command::Coupon(CouponCommand::Claim),
     )
     .await
 }
@@ -184,7 +183,7 @@ async fn redeem(
     let (request_id, user_id) = user_write(&headers, body)?;
     validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
     edge.campaign(&campaign_id).await?;
-    let command = CouponCommand::Redeem { coupon_id };
+    let command = Command::Coupon(CouponCommand::Redeem { coupon_id });
     submit(&edge, &headers, request_id, campaign_id, user_id, command).await
 }
 
@@ -283,13 +282,13 @@ async fn user_coupons(
 
 /// Appends the command to the log and answers with its decision, or 202 if the decision
 /// does not arrive within the wait budget.
-async fn submit(
+pub(crate) async fn submit(
     edge: &Edge,
     headers: &HeaderMap,
     request_id: String,
     resource_id: String,
     user_id: String,
-    command: CouponCommand,
+    command: Command,
 ) -> Answer {
     let wait = wait_preference(headers)?.min(edge.wait_budget());
     let kind = command.kind();
@@ -303,7 +302,7 @@ async fn submit(
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        command: Command::Coupon(command),
+        command,
     };
     let partition = partition_for(&envelope.resource_id, edge.log.partitions());
     let decided = edge
@@ -330,13 +329,13 @@ async fn submit(
     if wait.is_zero() {
         // `Prefer: wait=0`: the caller asked for an immediate answer, not a race with
         // the processor.
-        return Ok(pending(&envelope.resource_id, &envelope.request_id));
+        return Ok(pending(&envelope));
     }
     let delivery = LogPosition { partition, offset };
     match tokio::time::timeout(wait, decided).await {
         Ok(Ok(decided)) => answer_decided(&decided, delivery, &envelope.user_id, kind),
         // Timed out, or the processor stopped: the request is durable and will be decided.
-        Ok(Err(_)) | Err(_) => Ok(pending(&envelope.resource_id, &envelope.request_id)),
+        Ok(Err(_)) | Err(_) => Ok(pending(&envelope)),
     }
 }
 
@@ -370,6 +369,13 @@ fn answer_replay(outcome: Outcome, user_id: &str, kind: CommandKind) -> Answer {
     answer(&outcome, false)
 }
 
+/// The API's collection of the command's resources: the first segment of its paths.
+fn collection(command: &Command) -> &'static str {
+    match command {
+        Command::Coupon(_) => "campaigns",
+    }
+}
+
 /// 201 for a first grant or creation, 200 for redeems and replays, the rejection's error
 /// status (with the outcome attached) for rejections.
 fn answer(outcome: &Outcome, first: bool) -> Answer {
@@ -383,8 +389,11 @@ fn answer(outcome: &Outcome, first: bool) -> Answer {
     Ok((status, Json(outcome)).into_response())
 }
 
-fn pending(resource_id: &str, request_id: &str) -> Response {
-    let status_url = format!("/v1/campaigns/{resource_id}/requests/{request_id}");
+/// 202 with the URL where the request's decision will be.
+fn pending(envelope: &Envelope) -> Response {
+    let (resource_id, request_id) = (&envelope.resource_id, &envelope.request_id);
+    let collection = collection(&envelope.command);
+    let status_url = format!("/v1/{collection}/{resource_id}/requests/{request_id}");
     let body = json!({ "status": "pending", "request_id": request_id, "status_url": status_url });
     (
         StatusCode::ACCEPTED,

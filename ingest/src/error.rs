@@ -102,6 +102,16 @@ fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'stat
             "the campaign did not exist when this request was decided",
             Some("create the campaign first, then claim with a new Idempotency-Key"),
         ),
+        UnknownResource => (
+            StatusCode::NOT_FOUND,
+            "no event, venue or lot with this id existed when this request was decided",
+            Some("create it first, then send the request with a new Idempotency-Key"),
+        ),
+        ResourceExists => (
+            StatusCode::CONFLICT,
+            "a resource with this id already exists with a different spec",
+            Some("choose another id, or send the identical spec"),
+        ),
         CampaignExists => (
             StatusCode::CONFLICT,
             "a campaign with this id already exists with a different spec",

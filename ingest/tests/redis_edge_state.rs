@@ -534,7 +534,7 @@ async fn a_subscriber_that_missed_trimmed_entries_reloads_its_catalog_from_the_j
             from_offset: 0,
             next_offset: 1,
             outcomes: vec![create.clone()],
-            dead_letters: vec![],
+            ..BatchCommit::default()
         })
         .await
         .unwrap();

@@ -50,7 +50,7 @@ async fn main() {
             outcomes: (b * batch..(b + 1) * batch)
                 .map(|i| Arc::new(granted(i, now)))
                 .collect(),
-            dead_letters: Vec::new(),
+            ..BatchCommit::default()
         };
         journal.commit(&commit).await.unwrap();
     }

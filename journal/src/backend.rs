@@ -10,8 +10,8 @@ use turnstile_schemas::Outcome;
 
 use crate::{
     ArchiveMismatch, BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState,
-    Error, LimitBreach, PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal,
-    StoredOutcome, TimerRow,
+    Error, LimitBreach, PartitionLease, PostgresJournal, ResourceView, SinkPartitionStatus,
+    SqliteJournal, StoredOutcome, TimerRow,
 };
 
 /// Where a journal lives.
@@ -131,6 +131,11 @@ impl Journal {
         request_id: &str,
     ) -> Result<Option<Outcome>, Error> {
         on_backend!(self, j => j.outcome(resource_id, request_id).await)
+    }
+
+    /// The committed view of an event, venue or lot.
+    pub async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error> {
+        on_backend!(self, j => j.resource_view(resource_id).await)
     }
 
     /// Every decided `(resource_id, request_id)`.

@@ -51,6 +51,20 @@ pub struct BatchCommit {
     pub outcomes: Vec<std::sync::Arc<Outcome>>,
     /// Records that could not be decided.
     pub dead_letters: Vec<DeadLetter>,
+    /// The current view of every event, venue or lot the batch changed.
+    pub views: Vec<ResourceView>,
+}
+
+/// What users see of an event, a venue or a lot: its availability as JSON, as of the
+/// batch that last changed it (`resource_views`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceView {
+    /// The resource.
+    pub resource_id: String,
+    /// Its domain (`seats`, `venue`, `auction`).
+    pub domain: String,
+    /// The view's JSON.
+    pub body: String,
 }
 
 /// A log record rejected without a decision (it did not parse or is not a valid command).

@@ -32,7 +32,7 @@ use crate::rows::{
     CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns, TimerRow,
     ARCHIVE_MISMATCHES_SQL,
 };
-use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
+use crate::{BatchCommit, DeadLetter, Error, PartitionLease, ResourceView};
 
 /// Migrations in order; `journal_migrations` records each one applied, in its transaction.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_deliveries.sql"),
     include_str!("../migrations/postgres/0003_timers.sql"),
     include_str!("../migrations/postgres/0004_archive.sql"),
+    include_str!("../migrations/postgres/0005_timer_subjects.sql"),
+    include_str!("../migrations/postgres/0006_resource_views.sql"),
 ];
 
 /// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
@@ -199,6 +201,7 @@ impl PostgresJournal {
         insert_outcomes(&mut tx, batch).await?;
         insert_projections(&mut tx, &Projections::of(batch)).await?;
         insert_dead_letters(&mut tx, batch).await?;
+        upsert_views(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -256,6 +259,20 @@ impl PostgresJournal {
         .fetch_optional(&self.pool)
         .await?;
         body.as_deref().map(parse_json).transpose()
+    }
+
+    /// The view of an event, venue or lot, if one was committed.
+    pub async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT domain, body::text FROM resource_views WHERE resource_id = $1")
+                .bind(resource_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(domain, body)| ResourceView {
+            resource_id: resource_id.to_string(),
+            domain,
+            body,
+        }))
     }
 
     /// Every decided request as `(resource_id, request_id)`, for the edge's sold-out gate.
@@ -420,14 +437,14 @@ impl PostgresJournal {
     ) -> Result<Vec<TimerRow>, Error> {
         let query = match after {
             None => sqlx::query_as::<_, TimerColumns>(
-                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, subject
                  FROM timers WHERE due_at <= $1
                  ORDER BY due_at, resource_id, timer_id LIMIT $2",
             )
             .bind(stored_time(&now))
             .bind(i64::from(limit)),
             Some(timer) => sqlx::query_as::<_, TimerColumns>(
-                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+                "SELECT resource_id, timer_id, partition, due_at, user_id, kind, subject
                  FROM timers WHERE due_at <= $1 AND (due_at, resource_id, timer_id) > ($3, $4, $5)
                  ORDER BY due_at, resource_id, timer_id LIMIT $2",
             )
@@ -968,12 +985,35 @@ async fn update_expiries(
     Ok(())
 }
 
-/// Adds the timers the batch's grants need and deletes those whose command it decided.
+/// Writes the current view of every resource the batch changed.
+async fn upsert_views(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), Error> {
+    let views = &batch.views;
+    if views.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO resource_views (resource_id, partition, domain, body, next_offset)
+         SELECT v.resource_id, $2, v.domain, v.body::jsonb, $3
+         FROM UNNEST($1::text[], $4::text[], $5::text[]) AS v (resource_id, domain, body)
+         ON CONFLICT (resource_id) DO UPDATE SET
+             body = excluded.body, next_offset = excluded.next_offset",
+    )
+    .bind(column(views, |v| v.resource_id.as_str()))
+    .bind(i64::from(batch.partition))
+    .bind(batch.next_offset as i64)
+    .bind(column(views, |v| v.domain.as_str()))
+    .bind(column(views, |v| v.body.as_str()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds the timers the batch's decisions scheduled and deletes those whose command it decided.
 async fn write_timers(tx: &mut Tx<'_>, projections: &Projections<'_>) -> Result<(), Error> {
     let timers = &projections.timers;
     if !timers.is_empty() {
         sqlx::query(
-            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id)
+            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, subject)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
                                   $5::text[], $6::text[], $7::text[])",
         )
@@ -982,8 +1022,8 @@ async fn write_timers(tx: &mut Tx<'_>, projections: &Projections<'_>) -> Result<
         .bind(column(timers, |t| i64::from(t.partition)))
         .bind(column(timers, |t| stored_time(&t.due_at)))
         .bind(column(timers, |t| t.user_id.as_str()))
-        .bind(column(timers, TimerRow::kind))
-        .bind(column(timers, TimerRow::coupon_id))
+        .bind(column(timers, |t| t.kind_and_subject().0))
+        .bind(column(timers, |t| t.kind_and_subject().1))
         .execute(&mut **tx)
         .await?;
     }

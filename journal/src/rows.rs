@@ -5,7 +5,7 @@
 //! journal moved from one backend to the other must read back identically.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use turnstile_schemas::{CampaignSpec, CommandKind, Coupon, CouponCommand, Decision, Outcome};
+use turnstile_schemas::{CampaignSpec, Command, Coupon, Decision, Outcome, TIMER_REQUEST_PREFIX};
 
 use crate::{BatchCommit, Error};
 
@@ -44,83 +44,51 @@ pub struct CouponRow {
 }
 
 /// A timer: a command due at a time, written back into the log by the expiry scheduler
-/// (`docs/exactly-once.md`, rules 33–38).
+/// (`docs/exactly-once.md`, rules 33–38; `docs/domains.md`, rules 7–9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerRow {
     /// The resource the command acts on.
     pub resource_id: String,
-    /// The command's request id, unique per resource.
+    /// The command's request id (`timer:<kind>:<subject>`), unique per resource.
     pub timer_id: String,
     /// The resource's partition.
     pub partition: u32,
     /// When the command is due; it is stamped with this as its `submitted_at`.
     pub due_at: DateTime<Utc>,
-    /// The command's user (the coupon's holder).
+    /// The command's user (the coupon's holder, the hold's holder, ...).
     pub user_id: String,
-    /// The command.
-    pub command: CouponCommand,
+    /// The command, a timer command of any domain.
+    pub command: Command,
 }
 
 impl TimerRow {
-    /// The timers a granted coupon needs: its expiry, and the reminder the day before when
-    /// that falls after the issue.
-    pub fn of_grant(outcome: &Outcome, coupon: &Coupon) -> Vec<TimerRow> {
-        let timer = |command: CouponCommand, due_at| TimerRow {
+    /// The timer that fires `command` on the resource of `outcome` at `due_at`.
+    pub fn new(outcome: &Outcome, due_at: DateTime<Utc>, user_id: &str, command: Command) -> Self {
+        TimerRow {
             resource_id: outcome.resource_id.clone(),
             timer_id: command
                 .timer_request_id()
-                .expect("expire and remind are timer commands"),
+                .expect("a timer row carries a timer command"),
             partition: outcome.position.partition,
             due_at,
-            user_id: coupon.user_id.clone(),
+            user_id: user_id.to_string(),
             command,
-        };
-        let coupon_id = || coupon.coupon_id.clone();
-        let mut timers = vec![timer(
-            CouponCommand::Expire {
-                coupon_id: coupon_id(),
-            },
-            coupon.expires_at,
-        )];
-        if let Some(due) = coupon.reminder_due() {
-            timers.push(timer(
-                CouponCommand::RemindExpiry {
-                    coupon_id: coupon_id(),
-                },
-                due,
-            ));
-        }
-        timers
-    }
-
-    /// The `kind` column.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self.command {
-            CouponCommand::Expire { .. } => "expire",
-            CouponCommand::RemindExpiry { .. } => "remind_expiry",
-            _ => unreachable!("timers carry timer commands only"),
         }
     }
 
-    /// The `coupon_id` column.
-    pub(crate) fn coupon_id(&self) -> &str {
-        match &self.command {
-            CouponCommand::Expire { coupon_id } | CouponCommand::RemindExpiry { coupon_id } => {
-                coupon_id
-            }
-            _ => unreachable!("timers carry timer commands only"),
-        }
+    /// The `kind` and `subject` columns.
+    pub(crate) fn kind_and_subject(&self) -> (&'static str, String) {
+        self.command
+            .timer()
+            .expect("a timer row carries a timer command")
     }
 
     /// A row from its stored columns.
     pub(crate) fn from_columns(
-        (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id): TimerColumns,
+        (resource_id, timer_id, partition, due_at, user_id, kind, subject): TimerColumns,
     ) -> Result<Self, Error> {
-        let command = match kind.as_str() {
-            "expire" => CouponCommand::Expire { coupon_id },
-            "remind_expiry" => CouponCommand::RemindExpiry { coupon_id },
-            other => return Err(Error::Corrupt(format!("unknown timer kind {other:?}"))),
-        };
+        let command = Command::from_timer(&kind, &subject)
+            .ok_or_else(|| Error::Corrupt(format!("unknown timer kind {kind:?}")))?;
         Ok(TimerRow {
             resource_id,
             timer_id,
@@ -250,7 +218,7 @@ pub(crate) struct Projections<'a> {
     pub redeems: Vec<(&'a str, &'a DateTime<Utc>)>,
     /// Expired coupons: `(coupon_id, expired_at)`. Each must find its coupon unexpired.
     pub expiries: Vec<(&'a str, &'a DateTime<Utc>)>,
-    /// Timers the batch's grants need.
+    /// Timers the batch's decisions schedule ([`Outcome::timers`]).
     pub timers: Vec<TimerRow>,
     /// Timers whose command the batch decided: `(resource_id, timer_id)`, to delete.
     pub fired_timers: Vec<(&'a str, &'a str)>,
@@ -263,23 +231,20 @@ impl<'a> Projections<'a> {
     pub fn of(batch: &'a BatchCommit) -> Self {
         let mut projections = Projections::default();
         for outcome in batch.outcomes.iter().map(AsRef::as_ref) {
-            if matches!(
-                outcome.command,
-                CommandKind::Expire | CommandKind::RemindExpiry
-            ) {
+            if outcome.request_id.starts_with(TIMER_REQUEST_PREFIX) {
                 // Fired and decided, whatever the decision: the timer has taken effect.
                 projections
                     .fired_timers
                     .push((&outcome.resource_id, &outcome.request_id));
             }
+            projections.timers.extend(
+                outcome.timers().into_iter().map(|timer| {
+                    TimerRow::new(outcome, timer.due_at, &timer.user_id, timer.command)
+                }),
+            );
             match &outcome.decision {
                 Decision::CampaignCreated { spec } => projections.campaigns.push((outcome, spec)),
-                Decision::CouponGranted { coupon } => {
-                    projections.coupons.push((outcome, coupon));
-                    projections
-                        .timers
-                        .extend(TimerRow::of_grant(outcome, coupon));
-                }
+                Decision::CouponGranted { coupon } => projections.coupons.push((outcome, coupon)),
                 Decision::CouponRedeemed {
                     coupon_id,
                     redeemed_at,

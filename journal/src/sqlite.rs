@@ -25,7 +25,7 @@ use crate::rows::{
     CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
     ARCHIVE_MISMATCHES_SQL,
 };
-use crate::{BatchCommit, DeadLetter, Error, PartitionLease};
+use crate::{BatchCommit, DeadLetter, Error, PartitionLease, ResourceView};
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_deliveries.sql"),
     include_str!("../migrations/0004_timers.sql"),
     include_str!("../migrations/0005_archive.sql"),
+    include_str!("../migrations/0006_timer_subjects.sql"),
+    include_str!("../migrations/0007_resource_views.sql"),
 ];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
@@ -154,6 +156,21 @@ impl SqliteJournal {
         }
         insert_outcomes(&mut tx, batch).await?;
         insert_projections(&mut tx, batch).await?;
+        for view in &batch.views {
+            sqlx::query(
+                "INSERT INTO resource_views (resource_id, partition, domain, body, next_offset)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (resource_id) DO UPDATE SET
+                     body = excluded.body, next_offset = excluded.next_offset",
+            )
+            .bind(&view.resource_id)
+            .bind(batch.partition as i64)
+            .bind(&view.domain)
+            .bind(&view.body)
+            .bind(batch.next_offset as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         for letter in &batch.dead_letters {
             sqlx::query(
                 "INSERT INTO dead_letters (partition, log_offset, reason, payload) VALUES (?, ?, ?, ?)",
@@ -210,6 +227,20 @@ impl SqliteJournal {
         .fetch_optional(&self.readers)
         .await?;
         body.as_deref().map(parse_json).transpose()
+    }
+
+    /// The view of an event, venue or lot, if one was committed.
+    pub async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT domain, body FROM resource_views WHERE resource_id = ?")
+                .bind(resource_id)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(row.map(|(domain, body)| ResourceView {
+            resource_id: resource_id.to_string(),
+            domain,
+            body,
+        }))
     }
 
     /// Every decided request as `(resource_id, request_id)`, for the edge's sold-out gate.
@@ -381,7 +412,7 @@ impl SqliteJournal {
             None => (String::new(), "", ""),
         };
         let rows: Vec<(String, String, i64, String, String, String, String)> = sqlx::query_as(
-            "SELECT resource_id, timer_id, partition, due_at, user_id, kind, coupon_id
+            "SELECT resource_id, timer_id, partition, due_at, user_id, kind, subject
              FROM timers
              WHERE due_at <= ? AND (due_at, resource_id, timer_id) > (?, ?, ?)
              ORDER BY due_at, resource_id, timer_id LIMIT ?",
@@ -394,7 +425,7 @@ impl SqliteJournal {
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter()
-            .map(|(resource, timer, partition, due, user, kind, coupon)| {
+            .map(|(resource, timer, partition, due, user, kind, subject)| {
                 TimerRow::from_columns((
                     resource,
                     timer,
@@ -402,7 +433,7 @@ impl SqliteJournal {
                     parse_time(&due)?,
                     user,
                     kind,
-                    coupon,
+                    subject,
                 ))
             })
             .collect()
@@ -829,16 +860,17 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
     }
     for chunk in projections.timers.chunks(INSERT_ROWS_MAX) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, coupon_id) ",
+            "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, subject) ",
         );
         insert.push_values(chunk, |mut row, timer| {
+            let (kind, subject) = timer.kind_and_subject();
             row.push_bind(timer.resource_id.as_str())
                 .push_bind(timer.timer_id.as_str())
                 .push_bind(timer.partition as i64)
                 .push_bind(time_text(&timer.due_at))
                 .push_bind(timer.user_id.as_str())
-                .push_bind(timer.kind())
-                .push_bind(timer.coupon_id());
+                .push_bind(kind)
+                .push_bind(subject);
         });
         insert.build().execute(&mut **tx).await?;
     }

@@ -16,8 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::{PostgresFixture, SqliteFixture};
 use turnstile_journal::{
     ArchiveMismatch, BatchCommit, CampaignRow, CouponRow, DeadLetter, Delivery, DeliveryState,
-    Error, LimitBreach, PartitionLease, PostgresJournal, SinkPartitionStatus, SqliteJournal,
-    StoredOutcome, TimerRow,
+    Error, LimitBreach, PartitionLease, PostgresJournal, ResourceView, SinkPartitionStatus,
+    SqliteJournal, StoredOutcome, TimerRow,
 };
 use turnstile_schemas::{
     CampaignSpec, CommandKind, Coupon, Decision, LogPosition, Outcome, Rejection,
@@ -106,6 +106,7 @@ trait Journal {
         next_offset: u64,
     ) -> Result<(), Error>;
     async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error>;
+    async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error>;
 }
 
 macro_rules! delegate_journal {
@@ -264,6 +265,12 @@ macro_rules! delegate_journal {
             async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error> {
                 <$backend>::archive_mismatches(self).await
             }
+            async fn resource_view(
+                &self,
+                resource_id: &str,
+            ) -> Result<Option<ResourceView>, Error> {
+                <$backend>::resource_view(self, resource_id).await
+            }
         }
     };
 }
@@ -315,6 +322,7 @@ conformance!(
     a_batch_of_thousands_commits_whole,
     timers_come_with_grants_and_go_with_their_outcomes,
     the_archive_follows_the_outbox_and_applying_twice_changes_nothing,
+    resource_views_follow_the_last_batch_and_not_a_fenced_one,
 );
 
 /// The audit compares stored outcome JSON byte for byte, and a journal may move from one
@@ -448,6 +456,7 @@ async fn batch_round_trips_through_every_lookup(journal: &impl Journal) {
             Arc::new(rejected(0, 6, "drop", "bob", Rejection::AlreadyRedeemed)),
         ],
         dead_letters: vec![dead_letter(0, 5, "envelope version 9 is unknown")],
+        views: Vec::new(),
     };
     journal.commit(&second).await.unwrap();
 
@@ -1049,6 +1058,35 @@ async fn the_archive_follows_the_outbox_and_applying_twice_changes_nothing(journ
     assert_eq!(journal.archive_mismatches().await.unwrap(), []);
 }
 
+async fn resource_views_follow_the_last_batch_and_not_a_fenced_one(journal: &impl Journal) {
+    let view = |body: &str| ResourceView {
+        resource_id: "gala".into(),
+        domain: "seats".into(),
+        body: body.into(),
+    };
+    assert_eq!(journal.resource_view("gala").await.unwrap(), None);
+    let first = journal.acquire(0).await.unwrap();
+    let mut commit = batch(first, 1, vec![]);
+    commit.views = vec![view(r#"{"free":10}"#)];
+    journal.commit(&commit).await.unwrap();
+    let mut second = batch(lease_at(first, 1), 2, vec![]);
+    second.views = vec![view(r#"{"free":9}"#)];
+    journal.commit(&second).await.unwrap();
+    let stored = journal.resource_view("gala").await.unwrap().unwrap();
+    assert_eq!(stored.domain, "seats");
+    let body: serde_json::Value = serde_json::from_str(&stored.body).unwrap();
+    assert_eq!(body, serde_json::json!({ "free": 9 }));
+
+    // A zombie holding the old epoch changes nothing.
+    journal.acquire(0).await.unwrap();
+    let mut zombie = batch(lease_at(first, 2), 3, vec![]);
+    zombie.views = vec![view(r#"{"free":0}"#)];
+    assert!(journal.commit(&zombie).await.is_err());
+    let stored = journal.resource_view("gala").await.unwrap().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&stored.body).unwrap();
+    assert_eq!(body, serde_json::json!({ "free": 9 }));
+}
+
 async fn assert_nothing_written(journal: &impl Journal, partition: u32) {
     assert_eq!(journal.stored_outcomes(partition).await.unwrap(), []);
     assert_eq!(journal.decided_requests().await.unwrap(), []);
@@ -1081,7 +1119,7 @@ fn batch(lease: PartitionLease, next_offset: u64, outcomes: Vec<Outcome>) -> Bat
         from_offset: lease.next_offset,
         next_offset,
         outcomes: outcomes.into_iter().map(Arc::new).collect(),
-        dead_letters: Vec::new(),
+        ..BatchCommit::default()
     }
 }
 

@@ -9,12 +9,14 @@
 
 use chrono::{DateTime, Utc};
 use foldhash::HashMap;
+use turnstile_journal::ResourceView;
 use turnstile_schemas::{
     CampaignSpec, Command, CommandKind, CouponCommand, Decision, Envelope, LogPosition, Outcome,
     Rejection,
 };
 
 use crate::coupon::{CouponCampaign, Verdict};
+use crate::domain::Domain;
 use crate::text_table::{Text, TextTable};
 
 /// The in-memory state of one log partition. Pure: deciding does no I/O.
@@ -26,17 +28,30 @@ pub struct PartitionState {
     resources: Vec<Resource>,
 }
 
-/// A resource id the partition has seen, with or without a campaign behind it (a claim on
-/// an unknown campaign is decided too, and must be answered the same way on a retry).
+/// A resource id the partition has seen, with or without anything created behind it (a
+/// claim on an unknown campaign is decided too, and must be answered the same way on a
+/// retry).
 #[derive(Debug, Clone)]
 struct Resource {
     id: Box<str>,
-    campaign: Option<CouponCampaign>,
+    state: ResourceState,
     /// Every request decided on this resource, by request id.
     decided: TextTable<DecidedRequest>,
+    /// The decisions the domains other than coupons keep in full (docs/domains.md, rule
+    /// 6), numbered by [`Recorded::Kept`].
+    kept: Vec<Decision>,
 }
 
-/// What the partition keeps of one decided request; with the campaign's state, enough to
+/// What a resource is, once created: one domain's state machine.
+#[derive(Debug, Clone)]
+enum ResourceState {
+    /// Nothing was created under this id (yet).
+    Unknown,
+    /// A coupon campaign.
+    Campaign(CouponCampaign),
+}
+
+/// What the partition keeps of one decided request; with the resource's state, enough to
 /// rebuild its outcome exactly.
 #[derive(Debug, Clone, Copy)]
 struct DecidedRequest {
@@ -46,7 +61,16 @@ struct DecidedRequest {
     offset: u64,
     decided_at: DateTime<Utc>,
     command: CommandKind,
-    verdict: Verdict,
+    recorded: Recorded,
+}
+
+/// A decision as the partition remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// A coupon decision, or any rejection: a few bytes.
+    Compact(Verdict),
+    /// Another domain's decision, kept in full in [`Resource::kept`] at this index.
+    Kept(u32),
 }
 
 /// Names one decided request of a [`PartitionState`], to expand with
@@ -95,22 +119,13 @@ impl PartitionState {
             Err(absent) => absent,
         };
         let now = envelope.submitted_at;
-        let Command::Coupon(command) = &envelope.command;
-        let verdict = match (command, &mut resource.campaign) {
-            (CouponCommand::CreateCampaign { spec }, _) => resource.create_campaign(spec),
-            (CouponCommand::Claim, Some(campaign)) => campaign.claim(&envelope.user_id, now),
-            (CouponCommand::Redeem { coupon_id }, Some(campaign)) => {
-                campaign.redeem(&envelope.user_id, coupon_id, now)
+        let user_id = envelope.user_id.as_str();
+        let recorded = match &envelope.command {
+            Command::Coupon(command) => {
+                Recorded::Compact(resource.decide_coupon(user_id, command, now))
             }
-            (CouponCommand::Expire { coupon_id }, Some(campaign)) => {
-                campaign.expire(coupon_id, now)
-            }
-            (CouponCommand::RemindExpiry { coupon_id }, Some(campaign)) => {
-                campaign.remind_expiry(coupon_id, now)
-            }
-            (_, None) => Verdict::Rejected(Rejection::UnknownCampaign),
         };
-        let user = resource.store_user(&envelope.user_id, verdict);
+        let user = resource.store_user(user_id, recorded);
         let request = resource.decided.insert(
             absent,
             &envelope.request_id,
@@ -118,8 +133,8 @@ impl PartitionState {
                 user,
                 offset: position.offset,
                 decided_at: now,
-                command: command.kind(),
-                verdict,
+                command: envelope.command.kind(),
+                recorded,
             },
         );
         Applied {
@@ -135,32 +150,9 @@ impl PartitionState {
     pub fn outcome(&self, decision: DecisionRef) -> Outcome {
         let resource = &self.resources[decision.resource as usize];
         let decided = resource.decided.value(decision.request);
-        let campaign = || {
-            resource
-                .campaign
-                .as_ref()
-                .expect("a campaign decision is recorded only on a campaign")
-        };
-        let decision_in_full = match decided.verdict {
-            Verdict::CampaignCreated => Decision::CampaignCreated {
-                spec: campaign().spec().clone(),
-            },
-            Verdict::CouponGranted { sequence } => Decision::CouponGranted {
-                coupon: campaign().coupon(sequence, decided.decided_at),
-            },
-            Verdict::CouponRedeemed { sequence } => Decision::CouponRedeemed {
-                coupon_id: campaign().coupon_id(sequence),
-                redeemed_at: decided.decided_at,
-            },
-            Verdict::CouponExpired { sequence } => Decision::CouponExpired {
-                coupon_id: campaign().coupon_id(sequence),
-                expired_at: campaign().expires_at(sequence),
-            },
-            Verdict::CouponExpiring { sequence } => Decision::CouponExpiring {
-                coupon_id: campaign().coupon_id(sequence),
-                expires_at: campaign().expires_at(sequence),
-            },
-            Verdict::Rejected(reason) => Decision::Rejected { reason },
+        let decision_in_full = match decided.recorded {
+            Recorded::Compact(verdict) => resource.compact_decision(verdict, decided.decided_at),
+            Recorded::Kept(index) => resource.kept[index as usize].clone(),
         };
         let user_id = match (decided.user, &decision_in_full) {
             (Some(user), _) => resource.decided.text(user).to_string(),
@@ -207,50 +199,12 @@ impl PartitionState {
         self.assert_mine(outcome.position);
         let resource_number = self.resource_number(&outcome.resource_id);
         let resource = &mut self.resources[resource_number as usize];
-        let verdict = match &outcome.decision {
-            Decision::CampaignCreated { spec } => {
-                let verdict = resource.create_campaign(spec);
-                assert_eq!(
-                    verdict,
-                    Verdict::CampaignCreated,
-                    "a recorded create was valid and the first with its spec"
-                );
-                verdict
-            }
-            Decision::CouponGranted { coupon } => {
-                assert!(
-                    coupon.campaign_id == outcome.resource_id
-                        && coupon.user_id == outcome.user_id
-                        && coupon.issued_at == outcome.decided_at,
-                    "a recorded coupon belongs to its outcome's campaign, user and time"
-                );
-                recorded_campaign(resource).restore_grant(coupon)
-            }
-            Decision::CouponRedeemed {
-                coupon_id,
-                redeemed_at,
-            } => {
-                assert_eq!(*redeemed_at, outcome.decided_at, "redeemed when decided");
-                recorded_campaign(resource).restore_redeem(coupon_id)
-            }
-            Decision::CouponExpired {
-                coupon_id,
-                expired_at,
-            } => recorded_campaign(resource).restore_expiry(coupon_id, *expired_at),
-            Decision::CouponExpiring { coupon_id, .. } => {
-                recorded_campaign(resource).restore_reminder(coupon_id)
-            }
-            Decision::Rejected { reason } => Verdict::Rejected(*reason),
-            other => panic!(
-                "{} is not a coupon decision, and only coupons are restored yet",
-                other.status()
-            ),
-        };
+        let recorded = resource.restore_decision(&outcome.user_id, outcome);
         let absent = resource
             .decided
             .lookup(&outcome.request_id)
             .expect_err("invariant 3: the journal holds one outcome per request");
-        let user = resource.store_user(&outcome.user_id, verdict);
+        let user = resource.store_user(&outcome.user_id, recorded);
         resource.decided.insert(
             absent,
             &outcome.request_id,
@@ -259,9 +213,29 @@ impl PartitionState {
                 offset: outcome.position.offset,
                 decided_at: outcome.decided_at,
                 command: outcome.command,
-                verdict,
+                recorded,
             },
         );
+    }
+
+    /// The current views of the events, venues and lots that `decisions` were made on, one
+    /// per resource: what the batch's commit writes to `resource_views`.
+    pub fn changed_views(&self, decisions: &[DecisionRef]) -> Vec<ResourceView> {
+        let mut resources: Vec<u32> = decisions.iter().map(|d| d.resource).collect();
+        resources.sort_unstable();
+        resources.dedup();
+        resources
+            .into_iter()
+            .filter_map(|number| {
+                let resource = &self.resources[number as usize];
+                let (domain, body) = resource.state.view()?;
+                Some(ResourceView {
+                    resource_id: resource.id.to_string(),
+                    domain: domain.to_string(),
+                    body,
+                })
+            })
+            .collect()
     }
 
     /// The recorded outcome of a request, if it was decided.
@@ -273,9 +247,10 @@ impl PartitionState {
 
     /// The campaigns of this partition.
     pub fn campaigns(&self) -> impl Iterator<Item = (&str, &CouponCampaign)> {
-        self.resources
-            .iter()
-            .filter_map(|r| Some((&*r.id, r.campaign.as_ref()?)))
+        self.resources.iter().filter_map(|r| match &r.state {
+            ResourceState::Campaign(campaign) => Some((&*r.id, campaign)),
+            _ => None,
+        })
     }
 
     /// Number of requests decided.
@@ -291,7 +266,8 @@ impl PartitionState {
             .map(|r| {
                 r.id.len()
                     + r.decided.heap_bytes()
-                    + r.campaign.as_ref().map_or(0, CouponCampaign::heap_bytes)
+                    + r.state.heap_bytes()
+                    + r.kept.capacity() * std::mem::size_of::<Decision>()
             })
             .sum::<usize>()
             + self.resources.capacity() * std::mem::size_of::<Resource>()
@@ -312,8 +288,9 @@ impl PartitionState {
         let number = u32::try_from(self.resources.len()).expect("at most 2^32 resources");
         self.resources.push(Resource {
             id: resource_id.into(),
-            campaign: None,
+            state: ResourceState::Unknown,
             decided: TextTable::default(),
+            kept: Vec::new(),
         });
         self.resource_index.insert(resource_id.into(), number);
         number
@@ -322,36 +299,225 @@ impl PartitionState {
 
 impl Resource {
     /// Stores the user of a decision unless a granted coupon already holds it.
-    fn store_user(&mut self, user_id: &str, verdict: Verdict) -> Option<Text> {
-        match verdict {
-            Verdict::CouponGranted { .. } => None,
+    fn store_user(&mut self, user_id: &str, recorded: Recorded) -> Option<Text> {
+        match recorded {
+            Recorded::Compact(Verdict::CouponGranted { .. }) => None,
             _ => Some(self.decided.store(user_id)),
         }
     }
 
-    /// Creates the campaign if it does not exist; a repeated create with the same spec is
-    /// answered as created, with another spec it is refused.
+    /// Decides a coupon command.
+    fn decide_coupon(
+        &mut self,
+        user_id: &str,
+        command: &CouponCommand,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        if let CouponCommand::CreateCampaign { spec } = command {
+            return self.create_campaign(spec);
+        }
+        let ResourceState::Campaign(campaign) = &mut self.state else {
+            return Verdict::Rejected(Rejection::UnknownCampaign);
+        };
+        match command {
+            CouponCommand::CreateCampaign { .. } => unreachable!("decided above"),
+            CouponCommand::Claim => campaign.claim(user_id, now),
+            CouponCommand::Redeem { coupon_id } => campaign.redeem(user_id, coupon_id, now),
+            CouponCommand::Expire { coupon_id } => campaign.expire(coupon_id, now),
+            CouponCommand::RemindExpiry { coupon_id } => campaign.remind_expiry(coupon_id, now),
+        }
+    }
+
+    /// Creates the campaign if nothing exists under the id; a repeated create with the
+    /// same spec is answered as created, with another spec (or on a resource of another
+    /// domain) it is refused.
     fn create_campaign(&mut self, spec: &CampaignSpec) -> Verdict {
         let Ok(time_zone) = spec.validate() else {
             return Verdict::Rejected(Rejection::InvalidSpec);
         };
-        match &self.campaign {
-            Some(existing) if existing.spec() == spec => Verdict::CampaignCreated,
-            Some(_) => Verdict::Rejected(Rejection::CampaignExists),
-            None => {
+        match &self.state {
+            ResourceState::Campaign(existing) if existing.spec() == spec => {
+                Verdict::CampaignCreated
+            }
+            ResourceState::Unknown => {
                 let campaign = CouponCampaign::new(&self.id, spec.clone(), time_zone);
                 // A drop gets at least as many claims as it has coupons.
                 self.decided.reserve(campaign.preallocated_coupons());
-                self.campaign = Some(campaign);
+                self.state = ResourceState::Campaign(campaign);
                 Verdict::CampaignCreated
             }
+            _ => Verdict::Rejected(Rejection::CampaignExists),
+        }
+    }
+
+    /// Decides a command of a domain that keeps its decisions in full (docs/domains.md,
+    /// rules 1-3): creation by the partition, the rest by the domain's `decide`, applied
+    /// with its `evolve`. Rejections stay compact.
+    fn decide_in<D: Resident>(
+        &mut self,
+        user_id: &str,
+        command: &D::Command,
+        now: DateTime<Utc>,
+    ) -> Recorded {
+        let decision = match D::create_command_spec(command) {
+            Some(spec) => self.create_in::<D>(spec),
+            None => match D::resident(&mut self.state) {
+                None => Err(Rejection::UnknownResource),
+                Some(state) => state.decide(user_id, command, now).inspect(|decision| {
+                    state.evolve(user_id, decision);
+                }),
+            },
+        };
+        match decision {
+            Ok(decision) => self.keep(decision),
+            Err(reason) => Recorded::Compact(Verdict::Rejected(reason)),
+        }
+    }
+
+    /// The creation decision of a domain resource, creating it if nothing exists under
+    /// the id.
+    fn create_in<D: Resident>(&mut self, spec: &D::Spec) -> Result<Decision, Rejection> {
+        if let Some(existing) = D::resident(&mut self.state) {
+            return match existing.spec() == spec {
+                true => Ok(D::created(spec)),
+                false => Err(Rejection::ResourceExists),
+            };
+        }
+        if !matches!(self.state, ResourceState::Unknown) {
+            return Err(Rejection::ResourceExists);
+        }
+        let created = D::create(&self.id, spec).map_err(|_| Rejection::InvalidSpec)?;
+        self.state = D::into_state(created);
+        Ok(D::created(spec))
+    }
+
+    fn keep(&mut self, decision: Decision) -> Recorded {
+        let index = u32::try_from(self.kept.len()).expect("at most 2^32 decisions per resource");
+        self.kept.push(decision);
+        Recorded::Kept(index)
+    }
+
+    /// The full decision of a compact verdict decided at `decided_at`.
+    fn compact_decision(&self, verdict: Verdict, decided_at: DateTime<Utc>) -> Decision {
+        let campaign = || match &self.state {
+            ResourceState::Campaign(campaign) => campaign,
+            _ => unreachable!("a coupon decision is recorded only on a campaign"),
+        };
+        match verdict {
+            Verdict::CampaignCreated => Decision::CampaignCreated {
+                spec: campaign().spec().clone(),
+            },
+            Verdict::CouponGranted { sequence } => Decision::CouponGranted {
+                coupon: campaign().coupon(sequence, decided_at),
+            },
+            Verdict::CouponRedeemed { sequence } => Decision::CouponRedeemed {
+                coupon_id: campaign().coupon_id(sequence),
+                redeemed_at: decided_at,
+            },
+            Verdict::CouponExpired { sequence } => Decision::CouponExpired {
+                coupon_id: campaign().coupon_id(sequence),
+                expired_at: campaign().expires_at(sequence),
+            },
+            Verdict::CouponExpiring { sequence } => Decision::CouponExpiring {
+                coupon_id: campaign().coupon_id(sequence),
+                expires_at: campaign().expires_at(sequence),
+            },
+            Verdict::Rejected(reason) => Decision::Rejected { reason },
+        }
+    }
+
+    /// Re-applies the decision of a recorded outcome (recovery) and returns how it is
+    /// remembered.
+    fn restore_decision(&mut self, user_id: &str, outcome: &Outcome) -> Recorded {
+        let verdict = match &outcome.decision {
+            Decision::CampaignCreated { spec } => {
+                let verdict = self.create_campaign(spec);
+                assert_eq!(
+                    verdict,
+                    Verdict::CampaignCreated,
+                    "a recorded create was valid and the first with its spec"
+                );
+                verdict
+            }
+            Decision::CouponGranted { coupon } => {
+                assert!(
+                    coupon.campaign_id == outcome.resource_id
+                        && coupon.user_id == outcome.user_id
+                        && coupon.issued_at == outcome.decided_at,
+                    "a recorded coupon belongs to its outcome's campaign, user and time"
+                );
+                self.recorded_campaign().restore_grant(coupon)
+            }
+            Decision::CouponRedeemed {
+                coupon_id,
+                redeemed_at,
+            } => {
+                assert_eq!(*redeemed_at, outcome.decided_at, "redeemed when decided");
+                self.recorded_campaign().restore_redeem(coupon_id)
+            }
+            Decision::CouponExpired {
+                coupon_id,
+                expired_at,
+            } => self
+                .recorded_campaign()
+                .restore_expiry(coupon_id, *expired_at),
+            Decision::CouponExpiring { coupon_id, .. } => {
+                self.recorded_campaign().restore_reminder(coupon_id)
+            }
+            Decision::Rejected { reason } => Verdict::Rejected(*reason),
+            kept => {
+                self.restore_kept(user_id, kept);
+                return self.keep(kept.clone());
+            }
+        };
+        Recorded::Compact(verdict)
+    }
+
+    /// Re-applies a decision of a domain that keeps them in full: a creation recreates
+    /// the resource, anything else evolves it.
+    fn restore_kept(&mut self, user_id: &str, decision: &Decision) {
+        match &mut self.state {
+            ResourceState::Unknown | ResourceState::Campaign(_) => panic!(
+                "a recorded {} decision on {:?} comes after the creation of a resource of its domain",
+                decision.status(),
+                self.id
+            ),
+        }
+    }
+
+    fn recorded_campaign(&mut self) -> &mut CouponCampaign {
+        match &mut self.state {
+            ResourceState::Campaign(campaign) => campaign,
+            _ => panic!("a recorded coupon decision comes after its campaign's creation"),
         }
     }
 }
 
-fn recorded_campaign(resource: &mut Resource) -> &mut CouponCampaign {
-    resource
-        .campaign
-        .as_mut()
-        .expect("a recorded coupon decision comes after its campaign's creation")
+impl ResourceState {
+    /// The domain's name and view JSON, for the resources that have one (not campaigns:
+    /// the edge shows them from their own tables).
+    fn view(&self) -> Option<(&'static str, String)> {
+        match self {
+            ResourceState::Unknown | ResourceState::Campaign(_) => None,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            ResourceState::Unknown => 0,
+            ResourceState::Campaign(campaign) => campaign.heap_bytes(),
+        }
+    }
+}
+
+/// A [`Domain`] a resource can be: how its state sits in [`ResourceState`].
+trait Resident: Domain {
+    /// The domain's name, as in the envelope (`seats`, `venue`, `auction`).
+    const NAME: &'static str;
+    /// The view users see, as JSON.
+    fn view_json(&self) -> String;
+    /// The domain's state, if the resource is one of this domain.
+    fn resident(state: &mut ResourceState) -> Option<&mut Self>;
+    /// The resource state holding `self`.
+    fn into_state(self) -> ResourceState;
 }

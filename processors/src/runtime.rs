@@ -234,6 +234,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
             ..BatchCommit::default()
         };
         let mut decided = Vec::with_capacity(records.len());
+        let mut new_decisions = Vec::new();
         for (index, record) in records.iter().enumerate() {
             assert_eq!(record.offset, first + index as u64, "log offsets are dense");
             let delivery = LogPosition {
@@ -246,6 +247,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                     let outcome = Arc::new(self.state.outcome(applied.decision));
                     if applied.is_new {
                         batch.outcomes.push(outcome.clone());
+                        new_decisions.push(applied.decision);
                     }
                     decided.push(Decided { outcome, delivery });
                 }
@@ -260,6 +262,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                 }
             }
         }
+        batch.views = self.state.changed_views(&new_decisions);
         let commit_started = std::time::Instant::now();
         self.journal.commit(&batch).await?;
         tracing::debug!(

@@ -490,7 +490,7 @@ impl Builder {
                     } else {
                         (CouponCommand::Expire { coupon_id }, coupon.expires_at)
                     };
-                    let request_id = command.timer_request_id().unwrap();
+                    let request_id = Command::Coupon(command.clone()).timer_request_id().unwrap();
                     let now = self.now;
                     if *at_due {
                         self.now = due;

@@ -127,29 +127,23 @@ pub enum CouponCommand {
     },
 }
 
-/// The start of every timer command's request id, and of no other: the edge refuses it
-/// as an `Idempotency-Key`.
-pub const TIMER_REQUEST_PREFIX: &str = "timer:";
-
 impl CouponCommand {
-    /// Whether only the expiry scheduler writes this command.
-    pub fn is_timer(&self) -> bool {
-        matches!(
-            self,
-            CouponCommand::Expire { .. } | CouponCommand::RemindExpiry { .. }
-        )
+    /// `(timer kind, subject)` of a timer command (`expire` or `remind`, and the coupon
+    /// id); `None` for the commands callers send.
+    pub fn timer(&self) -> Option<(&'static str, String)> {
+        match self {
+            CouponCommand::Expire { coupon_id } => Some(("expire", coupon_id.clone())),
+            CouponCommand::RemindExpiry { coupon_id } => Some(("remind", coupon_id.clone())),
+            _ => None,
+        }
     }
 
-    /// The request id of a timer command (`timer:expire:<coupon_id>`,
-    /// `timer:remind:<coupon_id>`): one per timer, so a timer fired twice is one request.
-    pub fn timer_request_id(&self) -> Option<String> {
-        match self {
-            CouponCommand::Expire { coupon_id } => {
-                Some(format!("{TIMER_REQUEST_PREFIX}expire:{coupon_id}"))
-            }
-            CouponCommand::RemindExpiry { coupon_id } => {
-                Some(format!("{TIMER_REQUEST_PREFIX}remind:{coupon_id}"))
-            }
+    /// The timer command of `kind` on `subject`, the inverse of [`CouponCommand::timer`].
+    pub fn from_timer(kind: &str, subject: &str) -> Option<Self> {
+        let coupon_id = subject.to_string();
+        match kind {
+            "expire" => Some(CouponCommand::Expire { coupon_id }),
+            "remind" => Some(CouponCommand::RemindExpiry { coupon_id }),
             _ => None,
         }
     }

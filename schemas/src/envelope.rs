@@ -4,7 +4,12 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::coupon::{CouponCommand, TIMER_REQUEST_PREFIX};
+use crate::coupon::CouponCommand;
+use crate::outcome::CommandKind;
+
+/// The start of every timer command's request id, and of no other: the edge refuses it
+/// as an `Idempotency-Key`.
+pub const TIMER_REQUEST_PREFIX: &str = "timer:";
 
 /// The envelope version this build writes. Readers accept every version up to this one.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -43,6 +48,41 @@ pub enum Command {
     Coupon(CouponCommand),
 }
 
+impl Command {
+    /// The command's kind, as recorded in its outcome.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::Coupon(command) => command.kind(),
+        }
+    }
+
+    /// `(timer kind, subject)` of a timer command, `None` for the commands callers send.
+    /// Timer kinds are unique across domains (docs/domains.md, rule 8).
+    pub fn timer(&self) -> Option<(&'static str, String)> {
+        match self {
+            Command::Coupon(command) => command.timer(),
+        }
+    }
+
+    /// The timer command of `kind` on `subject`, whichever domain it belongs to: the
+    /// inverse of [`Command::timer`].
+    pub fn from_timer(kind: &str, subject: &str) -> Option<Self> {
+        CouponCommand::from_timer(kind, subject).map(Command::Coupon)
+    }
+
+    /// Whether only the expiry scheduler writes this command.
+    pub fn is_timer(&self) -> bool {
+        self.timer().is_some()
+    }
+
+    /// The request id of a timer command, `timer:<kind>:<subject>`: one per timer, so a
+    /// timer fired twice is one request.
+    pub fn timer_request_id(&self) -> Option<String> {
+        let (kind, subject) = self.timer()?;
+        Some(format!("{TIMER_REQUEST_PREFIX}{kind}:{subject}"))
+    }
+}
+
 impl Envelope {
     /// Serialises the envelope as the bytes stored on the log.
     pub fn to_log_bytes(&self) -> Vec<u8> {
@@ -67,14 +107,13 @@ impl Envelope {
         ] {
             crate::validate_id(what, id)?;
         }
-        let Command::Coupon(command) = &envelope.command;
         let timer_id = envelope.request_id.starts_with(TIMER_REQUEST_PREFIX);
-        if command.is_timer() != timer_id {
+        if envelope.command.is_timer() != timer_id {
             // Timer commands and only they carry timer ids, so a caller's request can never
             // take a timer's id and swallow its firing (docs/exactly-once.md, rule 38).
             return Err(format!(
                 "request_id {:?}: ids starting with {TIMER_REQUEST_PREFIX:?} belong to timer \
-                 commands (expire, remind_expiry), and timer commands only use such ids",
+                 commands, and timer commands only use such ids",
                 envelope.request_id
             ));
         }
@@ -109,7 +148,9 @@ mod tests {
         let expire = || CouponCommand::Expire {
             coupon_id: "drop-1".into(),
         };
-        let timer_id = expire().timer_request_id().expect("expire is a timer");
+        let timer_id = Command::Coupon(expire())
+            .timer_request_id()
+            .expect("expire is a timer");
         assert_eq!(timer_id, "timer:expire:drop-1");
         assert!(Envelope::from_log_bytes(&envelope(&timer_id, expire())).is_ok());
         assert!(Envelope::from_log_bytes(&envelope("r1", CouponCommand::Claim)).is_ok());

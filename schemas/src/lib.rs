@@ -23,7 +23,7 @@ pub mod seats;
 pub mod venue;
 
 pub use coupon::{CampaignSpec, Coupon, CouponCommand};
-pub use envelope::{Command, Envelope, ENVELOPE_VERSION};
+pub use envelope::{Command, Envelope, ENVELOPE_VERSION, TIMER_REQUEST_PREFIX};
 pub use error::{ApiError, ErrorBody};
 pub use outcome::{CommandKind, Decision, LogPosition, Outcome, Rejection};
 

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::coupon::{CampaignSpec, Coupon};
+use crate::coupon::{CampaignSpec, Coupon, CouponCommand};
+use crate::envelope::Command;
 
 /// Where a record sits on the log.
 #[derive(
@@ -42,6 +43,50 @@ pub struct Outcome {
     pub decided_at: DateTime<Utc>,
     /// What was decided.
     pub decision: Decision,
+}
+
+impl Outcome {
+    /// The timer commands this outcome schedules, to be written in the same journal
+    /// commit (`docs/exactly-once.md`, rule 33): a pure function of the outcome, so every
+    /// backend, a replay and the audit agree on them.
+    pub fn timers(&self) -> Vec<ScheduledTimer> {
+        match &self.decision {
+            Decision::CouponGranted { coupon } => {
+                let timer = |due_at, command| ScheduledTimer {
+                    due_at,
+                    user_id: coupon.user_id.clone(),
+                    command: Command::Coupon(command),
+                };
+                let coupon_id = || coupon.coupon_id.clone();
+                let mut timers = vec![timer(
+                    coupon.expires_at,
+                    CouponCommand::Expire {
+                        coupon_id: coupon_id(),
+                    },
+                )];
+                if let Some(due) = coupon.reminder_due() {
+                    let remind = CouponCommand::RemindExpiry {
+                        coupon_id: coupon_id(),
+                    };
+                    timers.push(timer(due, remind));
+                }
+                timers
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A timer an outcome schedules: `command` is written into the log at `due_at`, on the
+/// outcome's resource, on behalf of `user_id`, stamped with `due_at` as its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledTimer {
+    /// When the command is due.
+    pub due_at: DateTime<Utc>,
+    /// The user the command acts for (the coupon's holder, the hold's holder, ...).
+    pub user_id: String,
+    /// The timer command.
+    pub command: Command,
 }
 
 /// The kinds of command, as recorded in outcomes.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 use turnstile_journal::{Journal, TimerRow};
-use turnstile_schemas::{Command, Envelope, ENVELOPE_VERSION};
+use turnstile_schemas::{Envelope, ENVELOPE_VERSION};
 
 use crate::clock::Clock;
 use crate::Error;
@@ -162,6 +162,6 @@ pub fn timer_envelope(timer: &TimerRow) -> Envelope {
         user_id: timer.user_id.clone(),
         submitted_at: timer.due_at,
         traceparent: None,
-        command: Command::Coupon(timer.command.clone()),
+        command: timer.command.clone(),
     }
 }

@@ -66,7 +66,7 @@ pub async fn journal_with_grants(
         from_offset: 0,
         next_offset: outcomes.len() as u64,
         outcomes: outcomes.iter().cloned().map(Arc::new).collect(),
-        dead_letters: Vec::new(),
+        ..BatchCommit::default()
     };
     journal.commit(&batch).await.unwrap();
     (journal, outcomes)

@@ -1,0 +1,5 @@
+-- Timers of every domain (docs/domains.md, rules 7-9): a timer names its command by kind
+-- and subject (a coupon, a hold, an offer, a lot's end), and the kind is the one in its
+-- request id (`timer:<kind>:<subject>`).
+ALTER TABLE timers RENAME COLUMN coupon_id TO subject;
+UPDATE timers SET kind = 'remind' WHERE kind = 'remind_expiry';
