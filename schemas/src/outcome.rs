@@ -71,7 +71,6 @@ pub enum CommandKind {
     ReleaseHold,
     /// `SeatsCommand::LapseHold` (a timer).
     LapseHold,
-
     // -- Venue slots
 
     // -- Auction lots
@@ -196,8 +195,8 @@ impl Decision {
         matches!(
             self,
             Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } // -- other domains
-                    | Decision::EventCreated { .. }
-                    | Decision::SeatsHeld { .. }
+            | Decision::EventCreated { .. }
+            | Decision::SeatsHeld { .. }
         )
     }
 }
@@ -260,7 +259,6 @@ pub enum Rejection {
     HoldAlreadyReleased,
     /// The hold reached its `expires_at` (or has lapsed).
     HoldExpired,
-
     // -- Venue slots
 
     // -- Auction lots
@@ -297,7 +295,6 @@ impl Rejection {
             Rejection::HoldAlreadyConfirmed => "hold_already_confirmed",
             Rejection::HoldAlreadyReleased => "hold_already_released",
             Rejection::HoldExpired => "hold_expired",
-
             // -- Venue slots
 
             // -- Auction lots

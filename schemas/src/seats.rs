@@ -459,13 +459,18 @@ mod tests {
                 ..spec()
             }
         );
-        assert!(serde_json::from_str::<EventSpec>(&json.replace("\"A\"", "\"A\",\"x\":1")).is_err());
+        assert!(
+            serde_json::from_str::<EventSpec>(&json.replace("\"A\"", "\"A\",\"x\":1")).is_err()
+        );
     }
 
     #[test]
     fn bad_specs_name_the_bad_field() {
         let cases: Vec<(String, &str)> = vec![
-            (error(|s| s.title = "x".repeat(201)), "title must be at most 200"),
+            (
+                error(|s| s.title = "x".repeat(201)),
+                "title must be at most 200",
+            ),
             (
                 error(|s| {
                     s.sales_open_at = Some(s.starts_at);
@@ -473,30 +478,69 @@ mod tests {
                 }),
                 "sales_close_at",
             ),
-            (error(|s| s.hold_ttl_seconds = 0), "hold_ttl_seconds must be between 1 and 3600, got 0"),
+            (
+                error(|s| s.hold_ttl_seconds = 0),
+                "hold_ttl_seconds must be between 1 and 3600, got 0",
+            ),
             (error(|s| s.hold_ttl_seconds = 3_601), "hold_ttl_seconds"),
-            (error(|s| s.holds_per_user_max = 0), "holds_per_user_max must be between 1 and 10"),
+            (
+                error(|s| s.holds_per_user_max = 0),
+                "holds_per_user_max must be between 1 and 10",
+            ),
             (error(|s| s.holds_per_user_max = 11), "holds_per_user_max"),
-            (error(|s| s.seats_per_hold_max = 0), "seats_per_hold_max must be between 1 and 100"),
+            (
+                error(|s| s.seats_per_hold_max = 0),
+                "seats_per_hold_max must be between 1 and 100",
+            ),
             (error(|s| s.seats_per_hold_max = 101), "seats_per_hold_max"),
-            (error(|s| s.sections.clear()), "sections must list 1 to 1000 sections, got 0"),
-            (error(|s| s.sections[0].section_id = "flo-or".into()), "sections[0].section_id \"flo-or\" contains '-'"),
-            (error(|s| s.sections[0].section_id = String::new()), "sections[0].section_id must be 1 to 16"),
-            (error(|s| s.sections[0].section_id = "x".repeat(17)), "sections[0].section_id must be 1 to 16"),
+            (
+                error(|s| s.sections.clear()),
+                "sections must list 1 to 1000 sections, got 0",
+            ),
+            (
+                error(|s| s.sections[0].section_id = "flo-or".into()),
+                "sections[0].section_id \"flo-or\" contains '-'",
+            ),
+            (
+                error(|s| s.sections[0].section_id = String::new()),
+                "sections[0].section_id must be 1 to 16",
+            ),
+            (
+                error(|s| s.sections[0].section_id = "x".repeat(17)),
+                "sections[0].section_id must be 1 to 16",
+            ),
             (
                 error(|s| s.sections.push(s.sections[0].clone())),
                 "sections[1].section_id \"floor\" is already the id of sections[0]",
             ),
-            (error(|s| s.sections[0].price_tier.name = String::new()), "sections[0].price_tier.name"),
+            (
+                error(|s| s.sections[0].price_tier.name = String::new()),
+                "sections[0].price_tier.name",
+            ),
             (
                 error(|s| s.sections[0].price_tier.price_minor = PRICE_MINOR_MAX + 1),
                 "sections[0].price_tier.price_minor must be at most",
             ),
-            (error(|s| s.sections[0].rows.clear()), "sections[0].rows must list 1 to 1000 rows, got 0"),
-            (error(|s| s.sections[0].rows[1].row_id = "A".into()), "sections[0].rows[1].row_id \"A\" is already the id of sections[0].rows[0]"),
-            (error(|s| s.sections[0].rows[1].row_id = "B 2".into()), "sections[0].rows[1].row_id \"B 2\" contains ' '"),
-            (error(|s| s.sections[0].rows[1].seats = 0), "sections[0].rows[1].seats must be between 1 and 1000, got 0"),
-            (error(|s| s.sections[0].rows[0].seats = 1_001), "sections[0].rows[0].seats"),
+            (
+                error(|s| s.sections[0].rows.clear()),
+                "sections[0].rows must list 1 to 1000 rows, got 0",
+            ),
+            (
+                error(|s| s.sections[0].rows[1].row_id = "A".into()),
+                "sections[0].rows[1].row_id \"A\" is already the id of sections[0].rows[0]",
+            ),
+            (
+                error(|s| s.sections[0].rows[1].row_id = "B 2".into()),
+                "sections[0].rows[1].row_id \"B 2\" contains ' '",
+            ),
+            (
+                error(|s| s.sections[0].rows[1].seats = 0),
+                "sections[0].rows[1].seats must be between 1 and 1000, got 0",
+            ),
+            (
+                error(|s| s.sections[0].rows[0].seats = 1_001),
+                "sections[0].rows[0].seats",
+            ),
             (
                 error(|s| {
                     let row = RowSpec {
@@ -514,7 +558,10 @@ mod tests {
             ),
         ];
         for (error, expected) in cases {
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -557,13 +604,19 @@ mod tests {
         ];
         for command in &commands {
             let json = serde_json::to_string(command).unwrap();
-            assert_eq!(&serde_json::from_str::<SeatsCommand>(&json).unwrap(), command);
+            assert_eq!(
+                &serde_json::from_str::<SeatsCommand>(&json).unwrap(),
+                command
+            );
             match command.timer() {
                 Some((kind, subject)) => {
                     assert!(command.is_timer());
                     assert_eq!(kind, "lapse_hold");
                     assert_eq!(subject, "gala-h1");
-                    assert_eq!(SeatsCommand::from_timer(kind, &subject).as_ref(), Some(command));
+                    assert_eq!(
+                        SeatsCommand::from_timer(kind, &subject).as_ref(),
+                        Some(command)
+                    );
                 }
                 None => assert!(!command.is_timer()),
             }
