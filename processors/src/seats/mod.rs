@@ -385,15 +385,15 @@ impl SeatedEvent {
         }
     }
 
-    /// Rule 8 and 9's common part: the hold, if `user_id` holds it and it is active.
-    fn active_hold_of(&self, user_id: &str, hold_id: &str) -> Result<(u32, &Hold), Rejection> {
+    /// What rules 8 and 9 share: the hold, if it exists, `user_id` holds it and it is active.
+    fn active_hold_of(&self, user_id: &str, hold_id: &str) -> Result<&Hold, Rejection> {
         let number = self.hold_number(hold_id).ok_or(Rejection::HoldNotFound)?;
         let hold = &self.holds[number as usize];
         if self.users.key(hold.holder) != user_id {
             return Err(Rejection::NotHoldHolder);
         }
         match hold.status {
-            HoldStatus::Active => Ok((number, hold)),
+            HoldStatus::Active => Ok(hold),
             HoldStatus::Confirmed => Err(Rejection::HoldAlreadyConfirmed),
             HoldStatus::Released => Err(Rejection::HoldAlreadyReleased),
             HoldStatus::Lapsed => Err(Rejection::HoldExpired),
@@ -406,7 +406,7 @@ impl SeatedEvent {
         hold_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Decision, Rejection> {
-        let (_, hold) = self.active_hold_of(user_id, hold_id)?;
+        let hold = self.active_hold_of(user_id, hold_id)?;
         if now >= hold.expires_at {
             return Err(Rejection::HoldExpired);
         }
@@ -423,7 +423,7 @@ impl SeatedEvent {
         hold_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Decision, Rejection> {
-        let (_, hold) = self.active_hold_of(user_id, hold_id)?;
+        let hold = self.active_hold_of(user_id, hold_id)?;
         if now >= hold.expires_at {
             return Err(Rejection::HoldExpired);
         }
@@ -439,7 +439,7 @@ impl SeatedEvent {
         hold_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Decision, Rejection> {
-        let (_, hold) = self.active_hold_of(user_id, hold_id)?;
+        let hold = self.active_hold_of(user_id, hold_id)?;
         if now < hold.expires_at {
             return Err(Rejection::NotDueYet);
         }
