@@ -309,6 +309,7 @@ impl fmt::Debug for Stream {
                 Decision::CouponExpired { coupon_id, .. } => format!("expired {coupon_id}"),
                 Decision::CouponExpiring { coupon_id, .. } => format!("reminded {coupon_id}"),
                 Decision::Rejected { reason } => reason.code().to_string(),
+                other => panic!("a coupon stream decided {}", other.status()),
             };
             writeln!(
                 f,
@@ -1229,6 +1230,7 @@ fn generator_exercises_every_rule() {
                 Decision::CouponExpired { .. } => "coupon_expiry",
                 Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
                 Decision::Rejected { reason } => reason.code(),
+                other => panic!("a coupon stream decided {}", other.status()),
             };
             *decisions.entry(name.to_string()).or_default() += 1;
             let now = envelope.submitted_at;

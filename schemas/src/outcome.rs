@@ -104,7 +104,18 @@ pub enum CommandKind {
     /// `CouponCommand::RemindExpiry` (a timer).
     RemindExpiry,
     // -- Seated events
-
+    /// `SeatsCommand::CreateEvent`.
+    CreateEvent,
+    /// `SeatsCommand::HoldSeats`.
+    HoldSeats,
+    /// `SeatsCommand::HoldBest`.
+    HoldBest,
+    /// `SeatsCommand::ConfirmHold`.
+    ConfirmHold,
+    /// `SeatsCommand::ReleaseHold`.
+    ReleaseHold,
+    /// `SeatsCommand::LapseHold` (a timer).
+    LapseHold,
     // -- Venue slots
 
     // -- Auction lots
@@ -148,6 +159,45 @@ pub enum Decision {
         expires_at: DateTime<Utc>,
     },
     // -- Seated events (schemas/src/seats.rs) ----------------------------------------
+    /// The seated event now exists with this spec.
+    EventCreated {
+        /// The spec it was created with.
+        spec: crate::seats::EventSpec,
+    },
+    /// Seats were held for the command's user (a new hold).
+    SeatsHeld {
+        /// The new hold, `<event>-h<n>`.
+        hold_id: String,
+        /// Its seats, in seat-map order.
+        seat_ids: Vec<String>,
+        /// When it expires: its lapse timer is due then.
+        expires_at: DateTime<Utc>,
+        /// What its seats cost together, in minor units.
+        price_total: u64,
+    },
+    /// A hold's seats were bought by its holder; they stay sold.
+    HoldConfirmed {
+        /// The hold.
+        hold_id: String,
+        /// Its seats, in seat-map order.
+        seat_ids: Vec<String>,
+        /// What they cost together, in minor units.
+        price_total: u64,
+    },
+    /// A hold was given up by its holder; its seats are free again.
+    HoldReleased {
+        /// The hold.
+        hold_id: String,
+        /// Its seats, now free, in seat-map order.
+        seat_ids: Vec<String>,
+    },
+    /// A hold expired unconfirmed (its lapse timer fired); its seats are free again.
+    HoldLapsed {
+        /// The hold.
+        hold_id: String,
+        /// Its seats, now free, in seat-map order.
+        seat_ids: Vec<String>,
+    },
 
     // -- Venue slots (schemas/src/venue.rs) --------------------------------------------
 
@@ -171,6 +221,11 @@ impl Decision {
             Decision::CouponExpired { .. } => "coupon_expiry",
             Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
             // -- Seated events
+            Decision::EventCreated { .. } => "event_created",
+            Decision::SeatsHeld { .. } => "seats_held",
+            Decision::HoldConfirmed { .. } => "hold_confirmed",
+            Decision::HoldReleased { .. } => "hold_released",
+            Decision::HoldLapsed { .. } => "hold_lapsed",
 
             // -- Venue slots
 
@@ -185,6 +240,8 @@ impl Decision {
         matches!(
             self,
             Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } // -- other domains
+            | Decision::EventCreated { .. }
+            | Decision::SeatsHeld { .. }
         )
     }
 }
@@ -223,7 +280,30 @@ pub enum Rejection {
     /// An event, venue or lot with this id already exists with a different spec.
     ResourceExists,
     // -- Seated events
-
+    /// A seat id in the request names no seat of the event.
+    SeatNotFound,
+    /// The request names the same seat more than once.
+    DuplicateSeat,
+    /// A requested seat is held or sold.
+    SeatUnavailable,
+    /// No section with the requested id exists in the event.
+    SectionNotFound,
+    /// A hold must take 1 to the event's `seats_per_hold_max` seats.
+    HoldSizeInvalid,
+    /// Best-available found fewer free seats than asked for in any one section.
+    NotEnoughSeats,
+    /// The user already has as many active holds as the event allows.
+    HoldLimitReached,
+    /// No such hold on this event.
+    HoldNotFound,
+    /// The hold belongs to another user.
+    NotHoldHolder,
+    /// The hold was already confirmed.
+    HoldAlreadyConfirmed,
+    /// The hold was already released.
+    HoldAlreadyReleased,
+    /// The hold reached its `expires_at` (or has lapsed).
+    HoldExpired,
     // -- Venue slots
 
     // -- Auction lots
@@ -248,7 +328,18 @@ impl Rejection {
             Rejection::UnknownResource => "unknown_resource",
             Rejection::ResourceExists => "resource_exists",
             // -- Seated events
-
+            Rejection::SeatNotFound => "seat_not_found",
+            Rejection::DuplicateSeat => "duplicate_seat",
+            Rejection::SeatUnavailable => "seat_unavailable",
+            Rejection::SectionNotFound => "section_not_found",
+            Rejection::HoldSizeInvalid => "hold_size_invalid",
+            Rejection::NotEnoughSeats => "not_enough_seats",
+            Rejection::HoldLimitReached => "hold_limit_reached",
+            Rejection::HoldNotFound => "hold_not_found",
+            Rejection::NotHoldHolder => "not_hold_holder",
+            Rejection::HoldAlreadyConfirmed => "hold_already_confirmed",
+            Rejection::HoldAlreadyReleased => "hold_already_released",
+            Rejection::HoldExpired => "hold_expired",
             // -- Venue slots
 
             // -- Auction lots
