@@ -8,9 +8,10 @@
 //!   `apply = decide + evolve`, `restore = evolve`. A decision therefore carries every fact
 //!   the state needs (seat numbers, hold expiry, bid amounts), never a reference to the
 //!   command that produced it.
-//! - [`Domain::timers`] names the timer commands a decision schedules; the journal stores
-//!   them in the commit of the decision and the expiry scheduler writes them back into the
-//!   log when due, stamped with their due time.
+//! - The timer commands a decision schedules are a function of the decision alone,
+//!   `Decision::timers` in schemas: the journal stores them in the commit of the decision
+//!   and the expiry scheduler writes them back into the log when due, stamped with their
+//!   due time.
 //!
 //! The coupon campaign predates this split and keeps its compact verdicts for speed
 //! (millions of grants per partition); the other domains decide thousands of times per
@@ -18,19 +19,6 @@
 
 use chrono::{DateTime, Utc};
 use turnstile_schemas::{Decision, Rejection};
-
-/// A timer a decision asks for: `command` is written into the log at `due_at`, on the
-/// same resource, on behalf of `user_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timer<C> {
-    /// When the command is due; it is stamped with this as its `submitted_at`.
-    pub due_at: DateTime<Utc>,
-    /// The user the command acts for (the holder of the hold, the guest of the offer, the
-    /// operator for a lot's close).
-    pub user_id: String,
-    /// The timer command.
-    pub command: C,
-}
 
 /// A pure state machine for one kind of resource.
 pub trait Domain: Sized + Clone + std::fmt::Debug {
@@ -71,10 +59,6 @@ pub trait Domain: Sized + Clone + std::fmt::Debug {
     /// Panics on a decision that contradicts the state: that is a bug or a corrupt
     /// journal, and deciding on would break an invariant.
     fn evolve(&mut self, user_id: &str, decision: &Decision);
-
-    /// The timers `decision` schedules (none for most decisions). Called on the state
-    /// after `evolve` applied the decision.
-    fn timers(&self, user_id: &str, decision: &Decision) -> Vec<Timer<Self::Command>>;
 
     /// Bytes of heap the state holds, for the memory figures.
     fn heap_bytes(&self) -> usize;

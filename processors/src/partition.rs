@@ -17,6 +17,7 @@ use turnstile_schemas::{
 
 use crate::coupon::{CouponCampaign, Verdict};
 use crate::domain::Domain;
+use crate::seats::SeatedEvent;
 use crate::text_table::{Text, TextTable};
 
 /// The in-memory state of one log partition. Pure: deciding does no I/O.
@@ -49,6 +50,8 @@ enum ResourceState {
     Unknown,
     /// A coupon campaign.
     Campaign(CouponCampaign),
+    /// A seated event.
+    Event(SeatedEvent),
 }
 
 /// What the partition keeps of one decided request; with the resource's state, enough to
@@ -124,6 +127,7 @@ impl PartitionState {
             Command::Coupon(command) => {
                 Recorded::Compact(resource.decide_coupon(user_id, command, now))
             }
+            Command::Seats(command) => resource.decide_in::<SeatedEvent>(user_id, command, now),
         };
         let user = resource.store_user(user_id, recorded);
         let request = resource.decided.insert(
@@ -477,10 +481,21 @@ impl Resource {
     /// the resource, anything else evolves it.
     fn restore_kept(&mut self, user_id: &str, decision: &Decision) {
         match &mut self.state {
-            ResourceState::Unknown | ResourceState::Campaign(_) => panic!(
-                "a recorded {} decision on {:?} comes after the creation of a resource of its domain",
-                decision.status(),
-                self.id
+            ResourceState::Event(event) => restore_in(event, user_id, decision),
+            ResourceState::Unknown => {
+                let recreated = recreate::<SeatedEvent>(&self.id, decision);
+                self.state = recreated.unwrap_or_else(|| {
+                    panic!(
+                        "the first recorded decision on {:?} creates it, not {}",
+                        self.id,
+                        decision.status()
+                    )
+                });
+            }
+            ResourceState::Campaign(_) => panic!(
+                "campaign {:?} has a recorded {} decision of another domain",
+                self.id,
+                decision.status()
             ),
         }
     }
@@ -493,12 +508,33 @@ impl Resource {
     }
 }
 
+/// Re-applies a recorded decision to a domain resource: a repeated creation (with the
+/// same spec, or it would have been rejected) changes nothing.
+fn restore_in<D: Domain>(state: &mut D, user_id: &str, decision: &Decision) {
+    match D::created_spec(decision) {
+        Some(spec) => assert!(
+            spec == state.spec(),
+            "a repeated creation was recorded only with the first spec"
+        ),
+        None => state.evolve(user_id, decision),
+    }
+}
+
+/// The resource a recorded creation decision of domain `D` made, if it is one.
+fn recreate<D: Resident>(resource_id: &str, decision: &Decision) -> Option<ResourceState> {
+    let spec = D::created_spec(decision)?;
+    let created = D::create(resource_id, spec)
+        .unwrap_or_else(|e| panic!("a recorded creation had a valid spec: {e}"));
+    Some(D::into_state(created))
+}
+
 impl ResourceState {
     /// The domain's name and view JSON, for the resources that have one (not campaigns:
     /// the edge shows them from their own tables).
     fn view(&self) -> Option<(&'static str, String)> {
         match self {
             ResourceState::Unknown | ResourceState::Campaign(_) => None,
+            ResourceState::Event(event) => Some((SeatedEvent::NAME, event.view_json())),
         }
     }
 
@@ -506,6 +542,7 @@ impl ResourceState {
         match self {
             ResourceState::Unknown => 0,
             ResourceState::Campaign(campaign) => campaign.heap_bytes(),
+            ResourceState::Event(event) => event.heap_bytes(),
         }
     }
 }
@@ -520,4 +557,23 @@ trait Resident: Domain {
     fn resident(state: &mut ResourceState) -> Option<&mut Self>;
     /// The resource state holding `self`.
     fn into_state(self) -> ResourceState;
+}
+
+impl Resident for SeatedEvent {
+    const NAME: &'static str = "seats";
+
+    fn view_json(&self) -> String {
+        serde_json::to_string(&self.availability()).expect("views serialise")
+    }
+
+    fn resident(state: &mut ResourceState) -> Option<&mut Self> {
+        match state {
+            ResourceState::Event(event) => Some(event),
+            _ => None,
+        }
+    }
+
+    fn into_state(self) -> ResourceState {
+        ResourceState::Event(self)
+    }
 }

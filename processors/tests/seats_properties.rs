@@ -45,13 +45,13 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use turnstile_processors::domain::{Domain, Timer};
+use turnstile_processors::domain::Domain;
 use turnstile_processors::seats::SeatedEvent;
 use turnstile_schemas::seats::{
     EventAvailability, EventSpec, HoldRecord, HoldStatus, PriceTier, RowSpec, SeatsCommand,
     SectionAvailability, SectionSpec,
 };
-use turnstile_schemas::{Decision, Rejection};
+use turnstile_schemas::{Command, Decision, Rejection, ScheduledTimer};
 
 // ---------------------------------------------------------------------------------------
 // Vocabulary
@@ -951,7 +951,7 @@ fn snapshot(event: &SeatedEvent) -> Snapshot {
 #[derive(Debug)]
 struct Run {
     decided: Vec<Decided>,
-    timers: Vec<Vec<Timer<SeatsCommand>>>,
+    timers: Vec<Vec<ScheduledTimer>>,
     /// `after[i]`: the state after command `i`; `initial` before any.
     after: Vec<Snapshot>,
     initial: Snapshot,
@@ -974,7 +974,7 @@ fn drive(mut event: SeatedEvent, steps: &[Step]) -> (SeatedEvent, Run) {
         let decided = event.decide(&step.user, &step.command, step.now);
         let decision = recorded(&decided);
         event.evolve(&step.user, &decision);
-        run.timers.push(event.timers(&step.user, &decision));
+        run.timers.push(decision.timers(&step.user));
         run.after.push(snapshot(&event));
         run.decided.push(decided);
     }
@@ -1109,12 +1109,12 @@ fn check_hold_ends(stream: &Stream, run: &Run) -> Result<(), TestCaseError> {
                 prop_assert_eq!(*expires_at, step.now + ttl);
                 prop_assert_eq!(
                     timers,
-                    &vec![Timer {
+                    &vec![ScheduledTimer {
                         due_at: *expires_at,
                         user_id: step.user.clone(),
-                        command: SeatsCommand::LapseHold {
+                        command: Command::Seats(SeatsCommand::LapseHold {
                             hold_id: hold_id.clone()
-                        },
+                        }),
                     }]
                 );
                 holds.insert(hold_id, (&step.user, *expires_at));

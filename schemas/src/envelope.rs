@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::coupon::CouponCommand;
+use crate::seats::SeatsCommand;
 use crate::outcome::CommandKind;
 
 /// The start of every timer command's request id, and of no other: the edge refuses it
@@ -46,6 +47,8 @@ pub struct Envelope {
 pub enum Command {
     /// A coupon-campaign command.
     Coupon(CouponCommand),
+    /// A seated-event command (live ticketing).
+    Seats(SeatsCommand),
 }
 
 impl Command {
@@ -53,6 +56,7 @@ impl Command {
     pub fn kind(&self) -> CommandKind {
         match self {
             Command::Coupon(command) => command.kind(),
+            Command::Seats(command) => command.kind(),
         }
     }
 
@@ -61,13 +65,15 @@ impl Command {
     pub fn timer(&self) -> Option<(&'static str, String)> {
         match self {
             Command::Coupon(command) => command.timer(),
+            Command::Seats(command) => command.timer(),
         }
     }
 
     /// The timer command of `kind` on `subject`, whichever domain it belongs to: the
     /// inverse of [`Command::timer`].
     pub fn from_timer(kind: &str, subject: &str) -> Option<Self> {
-        CouponCommand::from_timer(kind, subject).map(Command::Coupon)
+        None.or_else(|| CouponCommand::from_timer(kind, subject).map(Command::Coupon))
+            .or_else(|| SeatsCommand::from_timer(kind, subject).map(Command::Seats))
     }
 
     /// Whether only the expiry scheduler writes this command.

@@ -25,7 +25,7 @@ pub mod venue;
 pub use coupon::{CampaignSpec, Coupon, CouponCommand};
 pub use envelope::{Command, Envelope, ENVELOPE_VERSION, TIMER_REQUEST_PREFIX};
 pub use error::{ApiError, ErrorBody};
-pub use outcome::{CommandKind, Decision, LogPosition, Outcome, Rejection};
+pub use outcome::{CommandKind, Decision, LogPosition, Outcome, Rejection, ScheduledTimer};
 
 /// Longest accepted request id (the `Idempotency-Key`), resource id or user id, in bytes.
 /// Ids are stored in memory for every request a partition has seen, so they are bounded.

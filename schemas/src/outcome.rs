@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coupon::{CampaignSpec, Coupon, CouponCommand};
 use crate::envelope::Command;
+use crate::seats::SeatsCommand;
 
 /// Where a record sits on the log.
 #[derive(
@@ -47,33 +48,9 @@ pub struct Outcome {
 
 impl Outcome {
     /// The timer commands this outcome schedules, to be written in the same journal
-    /// commit (`docs/exactly-once.md`, rule 33): a pure function of the outcome, so every
-    /// backend, a replay and the audit agree on them.
+    /// commit (`docs/exactly-once.md`, rule 33).
     pub fn timers(&self) -> Vec<ScheduledTimer> {
-        match &self.decision {
-            Decision::CouponGranted { coupon } => {
-                let timer = |due_at, command| ScheduledTimer {
-                    due_at,
-                    user_id: coupon.user_id.clone(),
-                    command: Command::Coupon(command),
-                };
-                let coupon_id = || coupon.coupon_id.clone();
-                let mut timers = vec![timer(
-                    coupon.expires_at,
-                    CouponCommand::Expire {
-                        coupon_id: coupon_id(),
-                    },
-                )];
-                if let Some(due) = coupon.reminder_due() {
-                    let remind = CouponCommand::RemindExpiry {
-                        coupon_id: coupon_id(),
-                    };
-                    timers.push(timer(due, remind));
-                }
-                timers
-            }
-            _ => Vec::new(),
-        }
+        self.decision.timers(&self.user_id)
     }
 }
 
@@ -210,6 +187,44 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The timer commands this decision, made for `user_id`, schedules: a pure function of
+    /// the decision, so the journal, a replay and the audit agree on them
+    /// (docs/domains.md, rule 7).
+    pub fn timers(&self, user_id: &str) -> Vec<ScheduledTimer> {
+        let timer = |due_at, command| ScheduledTimer {
+            due_at,
+            user_id: user_id.to_string(),
+            command,
+        };
+        match self {
+            Decision::CouponGranted { coupon } => {
+                let coupon_id = || coupon.coupon_id.clone();
+                let expire = CouponCommand::Expire {
+                    coupon_id: coupon_id(),
+                };
+                let mut timers = vec![timer(coupon.expires_at, Command::Coupon(expire))];
+                if let Some(due) = coupon.reminder_due() {
+                    let remind = CouponCommand::RemindExpiry {
+                        coupon_id: coupon_id(),
+                    };
+                    timers.push(timer(due, Command::Coupon(remind)));
+                }
+                timers
+            }
+            Decision::SeatsHeld {
+                hold_id,
+                expires_at,
+                ..
+            } => {
+                let lapse = SeatsCommand::LapseHold {
+                    hold_id: hold_id.clone(),
+                };
+                vec![timer(*expires_at, Command::Seats(lapse))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The decision's stable name: the journal's `status` column, the `kind` of its
     /// outbox row, and for a rejection its reason's code.
     pub fn status(&self) -> &'static str {

@@ -52,7 +52,7 @@ use turnstile_schemas::seats::{
 };
 use turnstile_schemas::{Decision, Rejection};
 
-use crate::domain::{Domain, Timer};
+use crate::domain::Domain;
 use crate::text_table::TextTable;
 
 /// Where one seat stands. Holds are numbered from 0 here (`<event>-h1` is 0).
@@ -718,23 +718,6 @@ impl Domain for SeatedEvent {
         }
     }
 
-    fn timers(&self, user_id: &str, decision: &Decision) -> Vec<Timer<SeatsCommand>> {
-        match decision {
-            Decision::SeatsHeld {
-                hold_id,
-                expires_at,
-                ..
-            } => vec![Timer {
-                due_at: *expires_at,
-                user_id: user_id.to_string(),
-                command: SeatsCommand::LapseHold {
-                    hold_id: hold_id.clone(),
-                },
-            }],
-            _ => Vec::new(),
-        }
-    }
-
     fn heap_bytes(&self) -> usize {
         let section_bytes: usize = self
             .sections
@@ -769,6 +752,7 @@ impl Domain for SeatedEvent {
 mod tests {
     use super::*;
     use turnstile_schemas::seats::{PriceTier, RowSpec, SectionSpec};
+    use turnstile_schemas::{Command, ScheduledTimer};
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
@@ -868,15 +852,15 @@ mod tests {
                 price_total: 140,
             })
         );
-        let timers = event.timers("ann", &decided.unwrap());
+        let timers = decided.unwrap().timers("ann");
         assert_eq!(
             timers,
-            vec![Timer {
+            vec![ScheduledTimer {
                 due_at: t(610),
                 user_id: "ann".into(),
-                command: SeatsCommand::LapseHold {
+                command: Command::Seats(SeatsCommand::LapseHold {
                     hold_id: "gala-h1".into()
-                },
+                }),
             }]
         );
         let view = event.availability();
