@@ -75,7 +75,6 @@ pub enum CommandKind {
     DeclineOffer,
     /// `VenueCommand::LapseOffer` (a timer).
     LapseOffer,
-
     // -- Auction lots
 }
 
@@ -321,7 +320,6 @@ pub enum Rejection {
     OfferExpired,
     /// The offer was already accepted or declined.
     OfferAlreadyAnswered,
-
     // -- Auction lots
 }
 
@@ -363,7 +361,6 @@ impl Rejection {
             Rejection::NotOfferGuest => "not_offer_guest",
             Rejection::OfferExpired => "offer_expired",
             Rejection::OfferAlreadyAnswered => "offer_already_answered",
-
             // -- Auction lots
         }
     }

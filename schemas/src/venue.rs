@@ -399,13 +399,26 @@ mod tests {
 
     #[test]
     fn bad_specs_name_the_bad_field() {
-        let cases: Vec<(Box<dyn FnOnce(&mut VenueSpec)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut VenueSpec)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|s| s.title = "x".repeat(201)), "title"),
-            (Box::new(|s| s.time_zone = "Mars/Olympus".into()), "time_zone"),
+            (
+                Box::new(|s| s.time_zone = "Mars/Olympus".into()),
+                "time_zone",
+            ),
             (Box::new(|s| s.slots.clear()), "slots must list"),
-            (Box::new(|s| s.slots[0].start = "6pm".into()), "slots[0].start"),
-            (Box::new(|s| s.slots[1].start = "8:30".into()), "slots[1].start"),
-            (Box::new(|s| s.slots[1].start = "24:00".into()), "slots[1].start"),
+            (
+                Box::new(|s| s.slots[0].start = "6pm".into()),
+                "slots[0].start",
+            ),
+            (
+                Box::new(|s| s.slots[1].start = "8:30".into()),
+                "slots[1].start",
+            ),
+            (
+                Box::new(|s| s.slots[1].start = "24:00".into()),
+                "slots[1].start",
+            ),
             (Box::new(|s| s.slots[1].start = "18:00".into()), "ascending"),
             (Box::new(|s| s.slots[1].start = "17:00".into()), "ascending"),
             (
@@ -427,8 +440,14 @@ mod tests {
             (Box::new(|s| s.party_size_max = 0), "party_size_max must"),
             (Box::new(|s| s.party_size_max = 9), "20:30 slot"),
             (Box::new(|s| s.offer_ttl_seconds = 0), "offer_ttl_seconds"),
-            (Box::new(|s| s.offer_ttl_seconds = 86_401), "offer_ttl_seconds"),
-            (Box::new(|s| s.bookable_days_ahead = 367), "bookable_days_ahead"),
+            (
+                Box::new(|s| s.offer_ttl_seconds = 86_401),
+                "offer_ttl_seconds",
+            ),
+            (
+                Box::new(|s| s.bookable_days_ahead = 367),
+                "bookable_days_ahead",
+            ),
         ];
         for (change, field) in cases {
             let message = error(change);
@@ -481,7 +500,10 @@ mod tests {
         let lapse = VenueCommand::LapseOffer {
             offer_id: "bistro-o3".into(),
         };
-        assert_eq!(lapse.timer(), Some(("lapse_offer", "bistro-o3".to_string())));
+        assert_eq!(
+            lapse.timer(),
+            Some(("lapse_offer", "bistro-o3".to_string()))
+        );
         assert!(lapse.is_timer());
         assert_eq!(
             VenueCommand::from_timer("lapse_offer", "bistro-o3"),

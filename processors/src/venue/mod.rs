@@ -325,9 +325,7 @@ impl Venue {
             return Err(Rejection::NotOfferGuest);
         }
         match offer.status {
-            OfferStatus::Accepted | OfferStatus::Declined => {
-                Err(Rejection::OfferAlreadyAnswered)
-            }
+            OfferStatus::Accepted | OfferStatus::Declined => Err(Rejection::OfferAlreadyAnswered),
             OfferStatus::Lapsed => Err(Rejection::OfferExpired),
             OfferStatus::Outstanding if now >= offer.expires_at => Err(Rejection::OfferExpired),
             OfferStatus::Outstanding => Ok((n, offer)),
@@ -386,9 +384,7 @@ impl Venue {
                 return Err(Rejection::OfferAlreadyAnswered)
             }
             OfferStatus::Lapsed => return Err(Rejection::OfferExpired),
-            OfferStatus::Outstanding if now < offer.expires_at => {
-                return Err(Rejection::NotDueYet)
-            }
+            OfferStatus::Outstanding if now < offer.expires_at => return Err(Rejection::NotDueYet),
             OfferStatus::Outstanding => {}
         }
         Ok(Decision::OfferLapsed {
@@ -402,7 +398,12 @@ impl Venue {
 
     /// Rule 2: the slot named by `slot`, if a party of `party_size` may book or wait for
     /// it at `now`.
-    fn admit(&self, slot: &str, party_size: u32, now: DateTime<Utc>) -> Result<Resolved, Rejection> {
+    fn admit(
+        &self,
+        slot: &str,
+        party_size: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Resolved, Rejection> {
         let resolved = self.resolve(slot).ok_or(Rejection::SlotNotFound)?;
         if party_size == 0 {
             return Err(Rejection::PartySizeZero);
@@ -444,7 +445,7 @@ impl Venue {
     /// Whether a slot is open to new parties at all: not in strict order behind someone
     /// waiting.
     fn open_to(&self, state: &SlotState) -> bool {
-        !(self.spec.strict_waitlist_order && !state.waiting.is_empty())
+        !self.spec.strict_waitlist_order || state.waiting.is_empty()
     }
 
     /// Rule 4.
@@ -568,11 +569,17 @@ impl Venue {
             "an offer is answered or lapses once: {offer_id} is {:?}",
             offer.status
         );
-        assert_eq!(offer.party, party_size, "{offer_id} holds its party's covers");
+        assert_eq!(
+            offer.party, party_size,
+            "{offer_id} holds its party's covers"
+        );
         offer.status = status;
         let (key, party, user) = (offer.slot, offer.party, offer.user.clone());
         assert_eq!(self.slot_name(key), slot, "{offer_id} is in its slot");
-        let state = self.slots.get_mut(&key).expect("an offer's slot has a state");
+        let state = self
+            .slots
+            .get_mut(&key)
+            .expect("an offer's slot has a state");
         state.offered -= party;
         self.release(&user, Held::Offer(n));
     }
@@ -599,7 +606,10 @@ impl Venue {
                 offer.waitlist_id
             );
             let (key, user) = (entry.slot, entry.user.clone());
-            let state = self.slots.get_mut(&key).expect("a waitlist's slot has a state");
+            let state = self
+                .slots
+                .get_mut(&key)
+                .expect("a waitlist's slot has a state");
             let at = state
                 .waiting
                 .iter()
@@ -735,9 +745,7 @@ impl Domain for Venue {
     ) -> Result<Decision, Rejection> {
         match command {
             // The partition decides creates; answered the same way here for completeness.
-            VenueCommand::CreateVenue { spec } if *spec == self.spec => {
-                Ok(Self::created(spec))
-            }
+            VenueCommand::CreateVenue { spec } if *spec == self.spec => Ok(Self::created(spec)),
             VenueCommand::CreateVenue { .. } => Err(Rejection::ResourceExists),
             VenueCommand::Book { slot, party_size } => {
                 self.decide_book(user_id, slot, *party_size, now)
@@ -749,9 +757,7 @@ impl Domain for Venue {
                 self.decide_join(user_id, slot, *party_size, now)
             }
             VenueCommand::AcceptOffer { offer_id } => self.decide_accept(user_id, offer_id, now),
-            VenueCommand::DeclineOffer { offer_id } => {
-                self.decide_decline(user_id, offer_id, now)
-            }
+            VenueCommand::DeclineOffer { offer_id } => self.decide_decline(user_id, offer_id, now),
             VenueCommand::LapseOffer { offer_id } => self.decide_lapse(offer_id, now),
         }
     }
@@ -796,7 +802,10 @@ impl Domain for Venue {
                 booking.cancelled = true;
                 let key = booking.slot;
                 assert_eq!(self.slot_name(key), *slot, "{booking_id} is in its slot");
-                let state = self.slots.get_mut(&key).expect("a booking's slot has a state");
+                let state = self
+                    .slots
+                    .get_mut(&key)
+                    .expect("a booking's slot has a state");
                 state.booked -= party_size;
                 self.release(user_id, Held::Booking(n));
                 self.record_offers(offers);

@@ -135,7 +135,9 @@ fn new_york_slots_start_at_the_right_instants_across_daylight_saving() {
         booked(h.book("c", "2026-03-09T02:30", 2)).0,
         utc("2026-03-09T06:30:00Z")
     );
-    let view = h.venue.availability(NaiveDate::from_ymd_opt(2026, 3, 8).unwrap(), h.now);
+    let view = h
+        .venue
+        .availability(NaiveDate::from_ymd_opt(2026, 3, 8).unwrap(), h.now);
     let starts: Vec<&str> = view.slots.iter().map(|s| s.slot.as_str()).collect();
     assert_eq!(
         starts,
@@ -175,12 +177,24 @@ fn slot_names_parties_and_the_booking_window() {
     ] {
         assert_eq!(h.book("a", bad, 2), Err(Rejection::SlotNotFound), "{bad}");
     }
-    assert_eq!(h.book("a", "2026-06-15T18:00", 0), Err(Rejection::PartySizeZero));
-    assert_eq!(h.book("a", "2026-06-15T18:00", 7), Err(Rejection::PartyTooLarge));
+    assert_eq!(
+        h.book("a", "2026-06-15T18:00", 0),
+        Err(Rejection::PartySizeZero)
+    );
+    assert_eq!(
+        h.book("a", "2026-06-15T18:00", 7),
+        Err(Rejection::PartyTooLarge)
+    );
     // Already started today; exactly at the start is too late too.
-    assert_eq!(h.book("a", "2026-06-15T01:30", 2), Err(Rejection::SlotInPast));
+    assert_eq!(
+        h.book("a", "2026-06-15T01:30", 2),
+        Err(Rejection::SlotInPast)
+    );
     h.now = utc("2026-06-15T22:00:00Z"); // 18:00 EDT
-    assert_eq!(h.book("a", "2026-06-15T18:00", 2), Err(Rejection::SlotInPast));
+    assert_eq!(
+        h.book("a", "2026-06-15T18:00", 2),
+        Err(Rejection::SlotInPast)
+    );
     h.now = utc("2026-06-15T21:59:59Z");
     assert!(h.book("a", "2026-06-15T18:00", 2).is_ok());
     // Two local days ahead, counted in New York: at 23:59 local on the 15th (03:59Z on
@@ -229,7 +243,13 @@ fn no_overbooking_and_no_overlapping_bookings() {
         h.cancel("a", "bistro-b1"),
         Err(Rejection::BookingAlreadyCancelled)
     );
-    for bad in ["bistro-b01", "bistro-b9", "bistro-b0", "bistro-o1", "other-b1"] {
+    for bad in [
+        "bistro-b01",
+        "bistro-b9",
+        "bistro-b0",
+        "bistro-o1",
+        "other-b1",
+    ] {
         assert_eq!(h.cancel("a", bad), Err(Rejection::BookingNotFound), "{bad}");
     }
     h.now = utc("2026-06-15T22:00:00Z");
@@ -242,12 +262,15 @@ fn a_party_of_two_is_not_blocked_behind_a_party_of_four() {
     let slot = "2026-06-15T18:00";
     h.book("a", slot, 3).unwrap();
     h.book("b", slot, 3).unwrap();
-    assert_eq!(h.join("c", slot, 4).unwrap(), Decision::Waitlisted {
-        waitlist_id: "bistro-w1".into(),
-        slot: slot.into(),
-        party_size: 4,
-        position: 1,
-    });
+    assert_eq!(
+        h.join("c", slot, 4).unwrap(),
+        Decision::Waitlisted {
+            waitlist_id: "bistro-w1".into(),
+            slot: slot.into(),
+            party_size: 4,
+            position: 1,
+        }
+    );
     assert_eq!(h.join("c", slot, 2), Err(Rejection::AlreadyWaitlisted));
     h.join("d", slot, 2).unwrap();
     h.join("e", slot, 1).unwrap();
@@ -460,6 +483,8 @@ fn a_create_is_answered_by_spec() {
     );
     let mut bad = spec(false);
     bad.party_size_max = 7;
-    assert!(Venue::create("x", &bad).unwrap_err().contains("party_size_max"));
+    assert!(Venue::create("x", &bad)
+        .unwrap_err()
+        .contains("party_size_max"));
     assert!(h.venue.heap_bytes() > 0);
 }
