@@ -10,7 +10,7 @@ use turnstile_processors::venue::Venue;
 use turnstile_schemas::venue::{slot_id, SlotSpec, VenueCommand, VenueSpec};
 
 const BOOKINGS: u64 = 100_000;
-/// Slots per day and days booked: 8 × 60 slots of 250 covers hold 120,000 covers.
+/// Slots per day and days booked: 8 × 60 slots of 500 covers; each gets ~208 parties.
 const SLOTS_PER_DAY: u32 = 8;
 const DAYS: u32 = 60;
 
@@ -22,7 +22,7 @@ fn spec() -> VenueSpec {
             .map(|i| SlotSpec {
                 start: format!("{:02}:00", 12 + i),
                 duration_minutes: 90,
-                capacity_covers: 250,
+                capacity_covers: 500,
             })
             .collect(),
         party_size_max: 8,
