@@ -94,7 +94,20 @@ pub enum CommandKind {
     /// `SeatsCommand::LapseHold` (a timer).
     LapseHold,
     // -- Venue slots
-
+    /// `VenueCommand::CreateVenue`.
+    CreateVenue,
+    /// `VenueCommand::Book`.
+    Book,
+    /// `VenueCommand::CancelBooking`.
+    CancelBooking,
+    /// `VenueCommand::JoinWaitlist`.
+    JoinWaitlist,
+    /// `VenueCommand::AcceptOffer`.
+    AcceptOffer,
+    /// `VenueCommand::DeclineOffer`.
+    DeclineOffer,
+    /// `VenueCommand::LapseOffer` (a timer).
+    LapseOffer,
     // -- Auction lots
 }
 
@@ -177,6 +190,86 @@ pub enum Decision {
     },
 
     // -- Venue slots (schemas/src/venue.rs) --------------------------------------------
+    /// The venue now exists with this spec.
+    VenueCreated {
+        /// The spec it was created with.
+        spec: crate::venue::VenueSpec,
+    },
+    /// A table was booked for the outcome's user.
+    TableBooked {
+        /// Deterministic id: `<venue>-b<n>`, numbered in booking order.
+        booking_id: String,
+        /// The slot (`2026-12-24T18:00`).
+        slot: String,
+        /// Covers booked.
+        party_size: u32,
+        /// When the slot starts.
+        starts_at: DateTime<Utc>,
+        /// When it ends.
+        ends_at: DateTime<Utc>,
+    },
+    /// A booking was cancelled and its covers freed; `offers` are the waiting parties
+    /// the freed covers were offered to, in the order made.
+    BookingCancelled {
+        /// The booking.
+        booking_id: String,
+        /// Its slot.
+        slot: String,
+        /// The covers freed, the booking's party size.
+        party_size: u32,
+        /// The offers the freed covers caused (none when nobody waiting fits them).
+        offers: Vec<crate::venue::WaitlistOffer>,
+    },
+    /// The outcome's user joined a slot's waitlist.
+    Waitlisted {
+        /// Deterministic id: `<venue>-w<n>`, numbered in joining order.
+        waitlist_id: String,
+        /// The slot.
+        slot: String,
+        /// Covers wanted.
+        party_size: u32,
+        /// Parties waiting for the slot, this one included (1: at the head).
+        position: u32,
+    },
+    /// An offer was accepted: its covers are now a booking of the outcome's user.
+    OfferAccepted {
+        /// The offer.
+        offer_id: String,
+        /// The booking it became (`<venue>-b<n>`).
+        booking_id: String,
+        /// The slot.
+        slot: String,
+        /// Covers booked.
+        party_size: u32,
+        /// When the slot starts.
+        starts_at: DateTime<Utc>,
+        /// When it ends.
+        ends_at: DateTime<Utc>,
+    },
+    /// The guest declined an offer; its covers went on to `offers`.
+    OfferDeclined {
+        /// The offer.
+        offer_id: String,
+        /// Its slot.
+        slot: String,
+        /// The covers freed.
+        party_size: u32,
+        /// The offers the freed covers caused.
+        offers: Vec<crate::venue::WaitlistOffer>,
+    },
+    /// An offer lapsed unanswered (its timer came due); its covers went on to `offers`.
+    OfferLapsed {
+        /// The offer.
+        offer_id: String,
+        /// Its slot.
+        slot: String,
+        /// The covers freed.
+        party_size: u32,
+        /// The offer's `expires_at`.
+        expired_at: DateTime<Utc>,
+        /// The offers the freed covers caused.
+        offers: Vec<crate::venue::WaitlistOffer>,
+    },
 
     // -- Auction lots (schemas/src/auction.rs) -----------------------------------------
     /// Nothing changed, for this reason.
@@ -243,6 +336,13 @@ impl Decision {
             Decision::HoldLapsed { .. } => "hold_lapsed",
 
             // -- Venue slots
+            Decision::VenueCreated { .. } => "venue_created",
+            Decision::TableBooked { .. } => "table_booked",
+            Decision::BookingCancelled { .. } => "booking_cancelled",
+            Decision::Waitlisted { .. } => "waitlisted",
+            Decision::OfferAccepted { .. } => "offer_accepted",
+            Decision::OfferDeclined { .. } => "offer_declined",
+            Decision::OfferLapsed { .. } => "offer_lapsed",
 
             // -- Auction lots
             Decision::Rejected { reason } => reason.code(),
@@ -257,6 +357,10 @@ impl Decision {
             Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } // -- other domains
             | Decision::EventCreated { .. }
             | Decision::SeatsHeld { .. }
+            | Decision::VenueCreated { .. }
+            | Decision::TableBooked { .. }
+            | Decision::Waitlisted { .. }
+            | Decision::OfferAccepted { .. }
         )
     }
 }
@@ -320,7 +424,42 @@ pub enum Rejection {
     /// The hold reached its `expires_at` (or has lapsed).
     HoldExpired,
     // -- Venue slots
-
+    /// The slot id is not a slot of the venue: malformed, not one of its starts, or a
+    /// local time the clocks skip that day.
+    SlotNotFound,
+    /// The slot starts at or before now.
+    SlotInPast,
+    /// The slot's date is more than `bookable_days_ahead` local days after today.
+    SlotTooFarAhead,
+    /// A party of 0.
+    PartySizeZero,
+    /// The party is larger than the venue's `party_size_max`.
+    PartyTooLarge,
+    /// The slot has no room for the party now (join its waitlist).
+    SlotFull,
+    /// The user already has a booking (or, for a new booking or waitlist entry, an
+    /// outstanding offer) in a slot that overlaps this one.
+    OverlappingBooking,
+    /// The slot has room for the party now (book instead of waiting).
+    SlotHasRoom,
+    /// The user is already waiting for this slot.
+    AlreadyWaitlisted,
+    /// The slot's waitlist is as long as it may get.
+    WaitlistFull,
+    /// No such booking at this venue.
+    BookingNotFound,
+    /// The booking belongs to another user.
+    NotBookingHolder,
+    /// The booking was already cancelled.
+    BookingAlreadyCancelled,
+    /// No such offer at this venue.
+    OfferNotFound,
+    /// The offer is for another user.
+    NotOfferGuest,
+    /// The offer lapsed (or its `expires_at` has passed).
+    OfferExpired,
+    /// The offer was already accepted or declined.
+    OfferAlreadyAnswered,
     // -- Auction lots
 }
 
@@ -356,7 +495,23 @@ impl Rejection {
             Rejection::HoldAlreadyReleased => "hold_already_released",
             Rejection::HoldExpired => "hold_expired",
             // -- Venue slots
-
+            Rejection::SlotNotFound => "slot_not_found",
+            Rejection::SlotInPast => "slot_in_past",
+            Rejection::SlotTooFarAhead => "slot_too_far_ahead",
+            Rejection::PartySizeZero => "party_size_zero",
+            Rejection::PartyTooLarge => "party_too_large",
+            Rejection::SlotFull => "slot_full",
+            Rejection::OverlappingBooking => "overlapping_booking",
+            Rejection::SlotHasRoom => "slot_has_room",
+            Rejection::AlreadyWaitlisted => "already_waitlisted",
+            Rejection::WaitlistFull => "waitlist_full",
+            Rejection::BookingNotFound => "booking_not_found",
+            Rejection::NotBookingHolder => "not_booking_holder",
+            Rejection::BookingAlreadyCancelled => "booking_already_cancelled",
+            Rejection::OfferNotFound => "offer_not_found",
+            Rejection::NotOfferGuest => "not_offer_guest",
+            Rejection::OfferExpired => "offer_expired",
+            Rejection::OfferAlreadyAnswered => "offer_already_answered",
             // -- Auction lots
         }
     }
