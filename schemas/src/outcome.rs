@@ -63,6 +63,14 @@ pub enum CommandKind {
     // -- Venue slots
 
     // -- Auction lots
+    /// `AuctionCommand::CreateLot`.
+    CreateLot,
+    /// `AuctionCommand::Bid`.
+    Bid,
+    /// `AuctionCommand::BuyNow`.
+    BuyNow,
+    /// `AuctionCommand::CloseLot` (a timer).
+    CloseLot,
 }
 
 /// What a processor decided.
@@ -107,6 +115,60 @@ pub enum Decision {
     // -- Venue slots (schemas/src/venue.rs) --------------------------------------------
 
     // -- Auction lots (schemas/src/auction.rs) -----------------------------------------
+    /// The lot now exists with this spec; its close timer is set for `spec.ends_at`.
+    LotCreated {
+        /// The spec it was created with.
+        spec: crate::auction::LotSpec,
+    },
+    /// A (proxy) bid was accepted. The price and leader are the proxy rule's result after
+    /// it; a bidder who is not `leader` afterwards was at once outbid by the leader's
+    /// maximum.
+    BidAccepted {
+        /// Deterministic id: the lot id and the bid's number among accepted bids
+        /// (`<lot>-b<n>`, from 1).
+        bid_id: String,
+        /// Who bid (the envelope's user).
+        bidder: String,
+        /// The bidder's maximum, in minor units.
+        max_amount: u64,
+        /// The lot's current price after the bid, in minor units.
+        price: u64,
+        /// Who leads after the bid.
+        leader: String,
+        /// The previous leader, when this bid took the lead from someone else: the user to
+        /// tell they were outbid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outbid: Option<String>,
+        /// The lot's end after the bid (moved by `extension_seconds` when `extended`).
+        ends_at: DateTime<Utc>,
+        /// Whether the bid fell in the anti-sniping window and moved the end; a new close
+        /// timer is then set for `ends_at`.
+        extended: bool,
+    },
+    /// The lot was sold and is closed: by its close timer to the leader, or by a buy-now.
+    LotSold {
+        /// The buyer.
+        winner: String,
+        /// What the buyer pays, in minor units.
+        price: u64,
+        /// Whether it was a buy-now (otherwise the close at the lot's end).
+        by_buy_now: bool,
+        /// When it closed (the buy-now's or the close timer's time).
+        closed_at: DateTime<Utc>,
+    },
+    /// The lot's close timer closed it without a sale.
+    LotClosedUnsold {
+        /// Why there is no sale.
+        reason: crate::auction::UnsoldReason,
+        /// The leader at the close (`reserve_not_met`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        highest_bidder: Option<String>,
+        /// The leader's maximum at the close, in minor units (`reserve_not_met`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        highest_bid: Option<u64>,
+        /// When it closed (the close timer's time).
+        closed_at: DateTime<Utc>,
+    },
     /// Nothing changed, for this reason.
     Rejected {
         /// Why.
@@ -130,6 +192,10 @@ impl Decision {
             // -- Venue slots
 
             // -- Auction lots
+            Decision::LotCreated { .. } => "lot_created",
+            Decision::BidAccepted { .. } => "bid_accepted",
+            Decision::LotSold { .. } => "lot_sold",
+            Decision::LotClosedUnsold { .. } => "lot_closed_unsold",
             Decision::Rejected { reason } => reason.code(),
         }
     }
@@ -140,6 +206,8 @@ impl Decision {
         matches!(
             self,
             Decision::CampaignCreated { .. } | Decision::CouponGranted { .. } // -- other domains
+                | Decision::LotCreated { .. }
+                | Decision::BidAccepted { .. }
         )
     }
 }
@@ -182,6 +250,18 @@ pub enum Rejection {
     // -- Venue slots
 
     // -- Auction lots
+    /// A bid below the least the lot accepts now: the opening price for the first bid,
+    /// the current price plus the increment after it, and for the leader more than their
+    /// own maximum.
+    BidBelowMinimum,
+    /// A bid above the largest amount accepted (`AMOUNT_MINOR_MAX`).
+    BidAboveLimit,
+    /// The lot has no buy-now price, or a bid's maximum has already reached it.
+    BuyNowUnavailable,
+    /// The lot's seller may neither bid on it nor buy it.
+    SellerCannotBid,
+    /// A close timer of a lot that is already closed (sold or closed unsold).
+    LotAlreadyClosed,
 }
 
 impl Rejection {
@@ -207,6 +287,11 @@ impl Rejection {
             // -- Venue slots
 
             // -- Auction lots
+            Rejection::BidBelowMinimum => "bid_below_minimum",
+            Rejection::BidAboveLimit => "bid_above_limit",
+            Rejection::BuyNowUnavailable => "buy_now_unavailable",
+            Rejection::SellerCannotBid => "seller_cannot_bid",
+            Rejection::LotAlreadyClosed => "lot_already_closed",
         }
     }
 }
