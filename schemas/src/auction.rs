@@ -133,8 +133,8 @@ impl LotSpec {
                 self.extension_seconds
             ));
         }
-        let currency_ok = self.currency.len() == 3
-            && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+        let currency_ok =
+            self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
         if !currency_ok {
             return Err(format!(
                 "currency {:?} is not an ISO 4217 code (three capital letters, e.g. EUR, KRW)",
@@ -217,10 +217,9 @@ impl AuctionCommand {
     /// the others.
     pub fn timer(&self) -> Option<(&'static str, String)> {
         match self {
-            AuctionCommand::CloseLot { ends_at } => Some((
-                CLOSE_LOT_TIMER_KIND,
-                ends_at.timestamp_millis().to_string(),
-            )),
+            AuctionCommand::CloseLot { ends_at } => {
+                Some((CLOSE_LOT_TIMER_KIND, ends_at.timestamp_millis().to_string()))
+            }
             _ => None,
         }
     }
@@ -376,9 +375,7 @@ mod tests {
                 "ends_at",
             ),
             (
-                error(|s| {
-                    s.opens_at = Some(Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap())
-                }),
+                error(|s| s.opens_at = Some(Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap())),
                 "opens_at",
             ),
             (error(|s| s.opening_price = 0), "opening_price"),
@@ -452,6 +449,9 @@ mod tests {
             ends_at: Utc.with_ymd_and_hms(2026, 6, 15, 0, 0, 0).unwrap(),
         })
         .expect("serialises");
-        assert_eq!(close, r#"{"kind":"close_lot","ends_at":"2026-06-15T00:00:00Z"}"#);
+        assert_eq!(
+            close,
+            r#"{"kind":"close_lot","ends_at":"2026-06-15T00:00:00Z"}"#
+        );
     }
 }
