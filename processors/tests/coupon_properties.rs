@@ -309,6 +309,8 @@ impl fmt::Debug for Stream {
                 Decision::CouponExpired { coupon_id, .. } => format!("expired {coupon_id}"),
                 Decision::CouponExpiring { coupon_id, .. } => format!("reminded {coupon_id}"),
                 Decision::Rejected { reason } => reason.code().to_string(),
+                // Other domains' decisions never come out of a coupon stream.
+                other => other.status().to_string(),
             };
             writeln!(
                 f,
@@ -1229,6 +1231,7 @@ fn generator_exercises_every_rule() {
                 Decision::CouponExpired { .. } => "coupon_expiry",
                 Decision::CouponExpiring { .. } => "coupon_expiry_reminder",
                 Decision::Rejected { reason } => reason.code(),
+                other => other.status(),
             };
             *decisions.entry(name.to_string()).or_default() += 1;
             let now = envelope.submitted_at;

@@ -86,7 +86,7 @@ impl LotSpec {
             crate::validate_id("seller_id", seller)?;
         }
         check_schedule_time("ends_at", self.ends_at)?;
-        if self.ends_at.nanosecond() % 1_000_000 != 0 {
+        if !self.ends_at.nanosecond().is_multiple_of(1_000_000) {
             return Err(format!(
                 "ends_at ({}) must be a whole number of milliseconds",
                 self.ends_at.to_rfc3339()
