@@ -602,6 +602,16 @@ fn clock_step_ms() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// `Op::FireTimer::when`: mostly on time.
+fn fire_when() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => Just(0_u8), 1 => Just(1), 1 => Just(2), 1 => Just(3)]
+}
+
+/// `Op::JumpTo::nudge_ms`: onto the instant, or a millisecond or a second beside it.
+fn nudge_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(-1_000_i64), Just(-1), Just(0), Just(1), Just(1_000)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         24 => (0..BIDDERS, amount()).prop_map(|(user, amount)| Op::Bid { user, amount }),
@@ -613,11 +623,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<Index>().prop_map(Op::Duplicate),
         2 => any::<Index>().prop_map(Op::Repeat),
         1 => any::<bool>().prop_map(|other| Op::Recreate { other }),
-        1 => (any::<Index>(), prop_oneof![4 => Just(0_u8), 1 => Just(1), 1 => Just(2), 1 => Just(3)])
+        1 => (any::<Index>(), fire_when())
             .prop_map(|(pick, when)| Op::FireTimer { pick, when }),
         1 => (0..3_u8).prop_map(|kind| Op::BogusClose { kind }),
         10 => clock_step_ms().prop_map(Op::Tick),
-        3 => (any::<Index>(), prop_oneof![Just(-1_000_i64), Just(-1), Just(0), Just(1), Just(1_000)])
+        3 => (any::<Index>(), nudge_ms())
             .prop_map(|(target, nudge_ms)| Op::JumpTo { target, nudge_ms }),
     ]
 }
@@ -1192,7 +1202,8 @@ proptest! {
         for (i, record) in suffix.iter().enumerate() {
             let expected = original.apply(record);
             let actual = restored.apply(record);
-            prop_assert_eq!(json(&actual.decision), json(&expected.decision), "record #{}", cut + i);
+            let (actual_json, expected_json) = (json(&actual.decision), json(&expected.decision));
+            prop_assert_eq!(actual_json, expected_json, "record #{}", cut + i);
             prop_assert_eq!(actual, expected, "record #{}", cut + i);
         }
         for at in [probe, original.lot.ends_at(), original.lot.ends_at() + Duration::hours(1)] {

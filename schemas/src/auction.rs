@@ -345,7 +345,10 @@ mod tests {
 
     #[test]
     fn a_minimal_spec_parses_with_defaults_and_round_trips() {
-        let json = r#"{"ends_at":"2026-06-15T12:00:00Z","opening_price":1000,"increment":100,"currency":"EUR"}"#;
+        let json = concat!(
+            r#"{"ends_at":"2026-06-15T12:00:00Z","opening_price":1000,"increment":100,"#,
+            r#""currency":"EUR"}"#
+        );
         let parsed: LotSpec = serde_json::from_str(json).expect("parses");
         assert_eq!(parsed.extension_seconds, EXTENSION_SECONDS_DEFAULT);
         assert_eq!(parsed.title, "");

@@ -279,7 +279,8 @@ fn a_bid_in_the_last_seconds_extends_the_end_and_sets_a_new_close() {
     let edge = bid(&mut lot, "bob", 1_100, end() - window).unwrap();
     let first_extension = end() + window;
     assert!(
-        matches!(edge, Decision::BidAccepted { extended: true, ends_at, .. } if ends_at == first_extension)
+        matches!(edge, Decision::BidAccepted { extended: true, ends_at, .. }
+            if ends_at == first_extension)
     );
     let timers = lot.timers("bob", &edge);
     assert_eq!(timers.len(), 1);
@@ -295,7 +296,8 @@ fn a_bid_in_the_last_seconds_extends_the_end_and_sets_a_new_close() {
     let again = bid(&mut lot, "ann", 1_300, end()).unwrap();
     let second_extension = first_extension + window;
     assert!(
-        matches!(again, Decision::BidAccepted { extended: true, ends_at, .. } if ends_at == second_extension)
+        matches!(again, Decision::BidAccepted { extended: true, ends_at, .. }
+            if ends_at == second_extension)
     );
     // The stale closes change nothing; the due one closes.
     assert_eq!(close(&mut lot, end(), end()), Err(Rejection::NotDueYet));
