@@ -373,6 +373,9 @@ fn answer_replay(outcome: Outcome, user_id: &str, kind: CommandKind) -> Answer {
 fn collection(command: &Command) -> &'static str {
     match command {
         Command::Coupon(_) => "campaigns",
+        Command::Seats(_) => "events",
+        Command::Venue(_) => "venues",
+        Command::Auction(_) => "lots",
     }
 }
 

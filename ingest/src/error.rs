@@ -93,10 +93,14 @@ fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'stat
         ),
         NotOpenYet => (
             StatusCode::CONFLICT,
-            "the campaign is not open yet",
-            Some("claim again after the campaign's opens_at"),
+            "the campaign, sale or lot is not open yet",
+            Some("try again after its opening time (opens_at, sales_open_at)"),
         ),
-        Closed => (StatusCode::CONFLICT, "the campaign has closed", None),
+        Closed => (
+            StatusCode::CONFLICT,
+            "the campaign, sale or lot has closed",
+            None,
+        ),
         UnknownCampaign => (
             StatusCode::NOT_FOUND,
             "the campaign did not exist when this request was decided",
@@ -143,6 +147,151 @@ fn rejection_text(reason: Rejection) -> (StatusCode, &'static str, Option<&'stat
             "a timer command was logged before its due time",
             Some("timer commands are written by the expiry scheduler, not by callers"),
         ),
+        // Seated events.
+        SeatNotFound => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a seat id names no seat of this event",
+            Some("seat ids are <section>-<row>-<number>, as GET /v1/events/{event_id} lists them"),
+        ),
+        DuplicateSeat => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the request names the same seat twice",
+            Some("name each seat once"),
+        ),
+        SeatUnavailable => (
+            StatusCode::CONFLICT,
+            "a requested seat is held or sold",
+            Some("choose free seats, or ask for the best available"),
+        ),
+        SectionNotFound => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no section of this event has that id",
+            None,
+        ),
+        HoldSizeInvalid => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a hold takes from one seat to the event's seats_per_hold_max",
+            None,
+        ),
+        NotEnoughSeats => (
+            StatusCode::CONFLICT,
+            "no section has that many free seats",
+            Some("ask for fewer seats or another section"),
+        ),
+        HoldLimitReached => (
+            StatusCode::CONFLICT,
+            "this user already has as many active holds as the event allows",
+            Some("confirm or release a hold first"),
+        ),
+        HoldNotFound => (StatusCode::NOT_FOUND, "no such hold on this event", None),
+        NotHoldHolder => (
+            StatusCode::FORBIDDEN,
+            "this hold belongs to another user",
+            None,
+        ),
+        HoldAlreadyConfirmed => (
+            StatusCode::CONFLICT,
+            "this hold was already confirmed",
+            None,
+        ),
+        HoldAlreadyReleased => (StatusCode::CONFLICT, "this hold was already released", None),
+        HoldExpired => (
+            StatusCode::GONE,
+            "this hold has expired and its seats were (or are being) released",
+            Some("hold the seats again"),
+        ),
+        // Venue slots.
+        SlotNotFound => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the slot is not one of this venue's (slots are <date>T<HH:MM> in its time zone)",
+            Some("GET /v1/venues/{venue_id}?date=<date> lists the slots of a date"),
+        ),
+        SlotInPast => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the slot has already started",
+            None,
+        ),
+        SlotTooFarAhead => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the slot is further ahead than the venue takes bookings",
+            None,
+        ),
+        PartySizeZero => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a party has at least one guest",
+            None,
+        ),
+        PartyTooLarge => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the party is larger than the venue seats at one table (party_size_max)",
+            None,
+        ),
+        SlotFull => (
+            StatusCode::CONFLICT,
+            "the slot has no room for this party",
+            Some("join the slot's waitlist, or choose another slot"),
+        ),
+        OverlappingBooking => (
+            StatusCode::CONFLICT,
+            "this user already has a booking or offer in an overlapping slot",
+            None,
+        ),
+        SlotHasRoom => (
+            StatusCode::CONFLICT,
+            "the slot has room for this party",
+            Some("book it instead of waiting"),
+        ),
+        AlreadyWaitlisted => (
+            StatusCode::CONFLICT,
+            "this user is already waiting for this slot",
+            None,
+        ),
+        WaitlistFull => (StatusCode::CONFLICT, "the slot's waitlist is full", None),
+        BookingNotFound => (StatusCode::NOT_FOUND, "no such booking at this venue", None),
+        NotBookingHolder => (
+            StatusCode::FORBIDDEN,
+            "this booking belongs to another user",
+            None,
+        ),
+        BookingAlreadyCancelled => (
+            StatusCode::CONFLICT,
+            "this booking was already cancelled",
+            None,
+        ),
+        OfferNotFound => (StatusCode::NOT_FOUND, "no such offer at this venue", None),
+        NotOfferGuest => (
+            StatusCode::FORBIDDEN,
+            "this offer is for another user",
+            None,
+        ),
+        OfferExpired => (StatusCode::GONE, "this offer has lapsed", None),
+        OfferAlreadyAnswered => (
+            StatusCode::CONFLICT,
+            "this offer was already accepted or declined",
+            None,
+        ),
+        // Auction lots.
+        BidBelowMinimum => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the bid is below the least this lot accepts now",
+            Some("GET /v1/lots/{lot_id} shows min_next_bid"),
+        ),
+        BidAboveLimit => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the bid is above the largest amount accepted",
+            None,
+        ),
+        BuyNowUnavailable => (
+            StatusCode::CONFLICT,
+            "this lot cannot be bought now: it has no buy-now price, or bids have reached it",
+            None,
+        ),
+        SellerCannotBid => (
+            StatusCode::FORBIDDEN,
+            "the lot's seller may not bid on it or buy it",
+            None,
+        ),
+        LotAlreadyClosed => (StatusCode::CONFLICT, "the lot is already closed", None),
     }
 }
 

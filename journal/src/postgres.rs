@@ -1015,7 +1015,8 @@ async fn write_timers(tx: &mut Tx<'_>, projections: &Projections<'_>) -> Result<
         sqlx::query(
             "INSERT INTO timers (resource_id, timer_id, partition, due_at, user_id, kind, subject)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
-                                  $5::text[], $6::text[], $7::text[])",
+                                  $5::text[], $6::text[], $7::text[])
+             ON CONFLICT (resource_id, timer_id) DO NOTHING",
         )
         .bind(column(timers, |t| t.resource_id.as_str()))
         .bind(column(timers, |t| t.timer_id.as_str()))

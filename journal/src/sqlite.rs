@@ -872,6 +872,8 @@ async fn insert_projections(tx: &mut Tx<'_>, batch: &BatchCommit) -> Result<(), 
                 .push_bind(kind)
                 .push_bind(subject);
         });
+        // A repeated creation (a lot created twice with one spec) schedules its timer again.
+        insert.push(" ON CONFLICT (resource_id, timer_id) DO NOTHING");
         insert.build().execute(&mut **tx).await?;
     }
     for (resource_id, timer_id) in &projections.fired_timers {

@@ -15,10 +15,12 @@ use turnstile_schemas::{
     Rejection,
 };
 
+use crate::auction::AuctionLot;
 use crate::coupon::{CouponCampaign, Verdict};
 use crate::domain::Domain;
 use crate::seats::SeatedEvent;
 use crate::text_table::{Text, TextTable};
+use crate::venue::Venue;
 
 /// The in-memory state of one log partition. Pure: deciding does no I/O.
 #[derive(Debug, Clone)]
@@ -52,6 +54,10 @@ enum ResourceState {
     Campaign(CouponCampaign),
     /// A seated event.
     Event(SeatedEvent),
+    /// A restaurant venue.
+    Venue(Venue),
+    /// An auction lot.
+    Lot(AuctionLot),
 }
 
 /// What the partition keeps of one decided request; with the resource's state, enough to
@@ -128,6 +134,8 @@ impl PartitionState {
                 Recorded::Compact(resource.decide_coupon(user_id, command, now))
             }
             Command::Seats(command) => resource.decide_in::<SeatedEvent>(user_id, command, now),
+            Command::Venue(command) => resource.decide_in::<Venue>(user_id, command, now),
+            Command::Auction(command) => resource.decide_in::<AuctionLot>(user_id, command, now),
         };
         let user = resource.store_user(user_id, recorded);
         let request = resource.decided.insert(
@@ -223,16 +231,24 @@ impl PartitionState {
     }
 
     /// The current views of the events, venues and lots that `decisions` were made on, one
-    /// per resource: what the batch's commit writes to `resource_views`.
+    /// per resource, as of its latest decision among them: what the batch's commit writes
+    /// to `resource_views`.
     pub fn changed_views(&self, decisions: &[DecisionRef]) -> Vec<ResourceView> {
-        let mut resources: Vec<u32> = decisions.iter().map(|d| d.resource).collect();
-        resources.sort_unstable();
-        resources.dedup();
-        resources
+        let mut latest: Vec<(u32, DateTime<Utc>)> = decisions
+            .iter()
+            .map(|d| {
+                let resource = &self.resources[d.resource as usize];
+                (d.resource, resource.decided.value(d.request).decided_at)
+            })
+            .collect();
+        // By resource, latest first: dedup keeps the first of each resource.
+        latest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        latest.dedup_by_key(|(resource, _)| *resource);
+        latest
             .into_iter()
-            .filter_map(|number| {
+            .filter_map(|(number, now)| {
                 let resource = &self.resources[number as usize];
-                let (domain, body) = resource.state.view()?;
+                let (domain, body) = resource.state.view(now)?;
                 Some(ResourceView {
                     resource_id: resource.id.to_string(),
                     domain: domain.to_string(),
@@ -482,8 +498,12 @@ impl Resource {
     fn restore_kept(&mut self, user_id: &str, decision: &Decision) {
         match &mut self.state {
             ResourceState::Event(event) => restore_in(event, user_id, decision),
+            ResourceState::Venue(venue) => restore_in(venue, user_id, decision),
+            ResourceState::Lot(lot) => restore_in(lot, user_id, decision),
             ResourceState::Unknown => {
-                let recreated = recreate::<SeatedEvent>(&self.id, decision);
+                let recreated = recreate::<SeatedEvent>(&self.id, decision)
+                    .or_else(|| recreate::<Venue>(&self.id, decision))
+                    .or_else(|| recreate::<AuctionLot>(&self.id, decision));
                 self.state = recreated.unwrap_or_else(|| {
                     panic!(
                         "the first recorded decision on {:?} creates it, not {}",
@@ -531,10 +551,12 @@ fn recreate<D: Resident>(resource_id: &str, decision: &Decision) -> Option<Resou
 impl ResourceState {
     /// The domain's name and view JSON, for the resources that have one (not campaigns:
     /// the edge shows them from their own tables).
-    fn view(&self) -> Option<(&'static str, String)> {
+    fn view(&self, now: DateTime<Utc>) -> Option<(&'static str, String)> {
         match self {
             ResourceState::Unknown | ResourceState::Campaign(_) => None,
-            ResourceState::Event(event) => Some((SeatedEvent::NAME, event.view_json())),
+            ResourceState::Event(event) => Some((SeatedEvent::NAME, event.view_json(now))),
+            ResourceState::Venue(venue) => Some((Venue::NAME, venue.view_json(now))),
+            ResourceState::Lot(lot) => Some((AuctionLot::NAME, lot.view_json(now))),
         }
     }
 
@@ -543,6 +565,8 @@ impl ResourceState {
             ResourceState::Unknown => 0,
             ResourceState::Campaign(campaign) => campaign.heap_bytes(),
             ResourceState::Event(event) => event.heap_bytes(),
+            ResourceState::Venue(venue) => venue.heap_bytes(),
+            ResourceState::Lot(lot) => lot.heap_bytes(),
         }
     }
 }
@@ -551,29 +575,41 @@ impl ResourceState {
 trait Resident: Domain {
     /// The domain's name, as in the envelope (`seats`, `venue`, `auction`).
     const NAME: &'static str;
-    /// The view users see, as JSON.
-    fn view_json(&self) -> String;
+    /// The view users see at `now`, as JSON.
+    fn view_json(&self, now: DateTime<Utc>) -> String;
     /// The domain's state, if the resource is one of this domain.
     fn resident(state: &mut ResourceState) -> Option<&mut Self>;
     /// The resource state holding `self`.
     fn into_state(self) -> ResourceState;
 }
 
-impl Resident for SeatedEvent {
-    const NAME: &'static str = "seats";
+/// Implements [`Resident`] for a domain: its name, its view, and its variant of
+/// [`ResourceState`].
+macro_rules! resident {
+    ($domain:ty, $name:literal, $variant:ident, |$state:ident, $now:ident| $view:expr) => {
+        impl Resident for $domain {
+            const NAME: &'static str = $name;
 
-    fn view_json(&self) -> String {
-        serde_json::to_string(&self.availability()).expect("views serialise")
-    }
+            fn view_json(&self, $now: DateTime<Utc>) -> String {
+                let $state = self;
+                serde_json::to_string(&$view).expect("views serialise")
+            }
 
-    fn resident(state: &mut ResourceState) -> Option<&mut Self> {
-        match state {
-            ResourceState::Event(event) => Some(event),
-            _ => None,
+            fn resident(state: &mut ResourceState) -> Option<&mut Self> {
+                match state {
+                    ResourceState::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+
+            fn into_state(self) -> ResourceState {
+                ResourceState::$variant(self)
+            }
         }
-    }
-
-    fn into_state(self) -> ResourceState {
-        ResourceState::Event(self)
-    }
+    };
 }
+
+resident!(SeatedEvent, "seats", Event, |event, _now| event
+    .availability());
+resident!(Venue, "venue", Venue, |venue, now| venue.calendar(now));
+resident!(AuctionLot, "auction", Lot, |lot, now| lot.view(now));

@@ -299,6 +299,7 @@ impl fmt::Debug for Stream {
                     spec.time_zone,
                     spec.valid_days
                 ),
+                other => format!("{:?}", other.kind()),
             };
             let expected = match &predicted.outcome.decision {
                 Decision::CampaignCreated { .. } => "created".to_string(),
@@ -611,7 +612,9 @@ impl Model {
             };
         }
         let now = envelope.submitted_at;
-        let Command::Coupon(command) = &envelope.command;
+        let Command::Coupon(command) = &envelope.command else {
+            unreachable!("coupon streams carry coupon commands only")
+        };
         let decision = match command {
             CouponCommand::CreateCampaign { spec } => self.create(&envelope.resource_id, spec),
             CouponCommand::Claim => match self.campaigns.get_mut(&envelope.resource_id) {

@@ -1229,7 +1229,7 @@ fn check_against_model(stream: &Stream, run: &Run) -> Result<(), TestCaseError> 
 
 fn bytes(run: &Run) -> Vec<u8> {
     let decisions: Vec<Decision> = run.decided.iter().map(recorded).collect();
-    let timers: Vec<Vec<(DateTime<Utc>, &str, &SeatsCommand)>> = run
+    let timers: Vec<Vec<(DateTime<Utc>, &str, &Command)>> = run
         .timers
         .iter()
         .map(|timers| {

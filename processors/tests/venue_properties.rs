@@ -51,7 +51,7 @@ use turnstile_processors::venue::Venue;
 use turnstile_schemas::venue::{
     SlotAvailability, SlotSpec, VenueCommand, VenueSpec, WaitlistOffer,
 };
-use turnstile_schemas::{Decision, Rejection};
+use turnstile_schemas::{Command, Decision, Rejection};
 
 // ---------------------------------------------------------------------------------------
 // Vocabulary
@@ -1076,11 +1076,12 @@ fn drive(venue: &mut Venue, steps: &[Step]) -> Vec<Record> {
                 venue.evolve(&step.user, decision);
                 record.view =
                     before.map(|b| (b, slot_view(venue, slot_of(decision).unwrap(), step.at)));
-                record.timers = venue
-                    .timers(&step.user, decision)
+                record.timers = decision
+                    .timers(&step.user)
                     .into_iter()
                     .map(|t| {
-                        let VenueCommand::LapseOffer { offer_id } = &t.command else {
+                        let Command::Venue(VenueCommand::LapseOffer { offer_id }) = &t.command
+                        else {
                             panic!("a venue schedules only lapse_offer timers: {t:?}");
                         };
                         assert_eq!(t.command.timer(), Some(("lapse_offer", offer_id.clone())));

@@ -4,13 +4,19 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auction::AuctionCommand;
 use crate::coupon::CouponCommand;
-use crate::seats::SeatsCommand;
 use crate::outcome::CommandKind;
+use crate::seats::SeatsCommand;
+use crate::venue::VenueCommand;
 
 /// The start of every timer command's request id, and of no other: the edge refuses it
 /// as an `Idempotency-Key`.
 pub const TIMER_REQUEST_PREFIX: &str = "timer:";
+
+/// Longest timer request id, in bytes: `timer:<kind>:<subject>`, where a subject (a coupon,
+/// hold or offer id) holds a resource id of up to [`crate::ID_LEN_MAX_BYTES`] and a number.
+pub const TIMER_ID_LEN_MAX_BYTES: usize = crate::ID_LEN_MAX_BYTES + 64;
 
 /// The envelope version this build writes. Readers accept every version up to this one.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -49,6 +55,10 @@ pub enum Command {
     Coupon(CouponCommand),
     /// A seated-event command (live ticketing).
     Seats(SeatsCommand),
+    /// A venue command (restaurant reservations).
+    Venue(VenueCommand),
+    /// An auction-lot command.
+    Auction(AuctionCommand),
 }
 
 impl Command {
@@ -57,6 +67,8 @@ impl Command {
         match self {
             Command::Coupon(command) => command.kind(),
             Command::Seats(command) => command.kind(),
+            Command::Venue(command) => command.kind(),
+            Command::Auction(command) => command.kind(),
         }
     }
 
@@ -66,6 +78,8 @@ impl Command {
         match self {
             Command::Coupon(command) => command.timer(),
             Command::Seats(command) => command.timer(),
+            Command::Venue(command) => command.timer(),
+            Command::Auction(command) => command.timer(),
         }
     }
 
@@ -74,6 +88,8 @@ impl Command {
     pub fn from_timer(kind: &str, subject: &str) -> Option<Self> {
         None.or_else(|| CouponCommand::from_timer(kind, subject).map(Command::Coupon))
             .or_else(|| SeatsCommand::from_timer(kind, subject).map(Command::Seats))
+            .or_else(|| VenueCommand::from_timer(kind, subject).map(Command::Venue))
+            .or_else(|| AuctionCommand::from_timer(kind, subject).map(Command::Auction))
     }
 
     /// Whether only the expiry scheduler writes this command.
@@ -107,13 +123,18 @@ impl Envelope {
             ));
         }
         for (what, id) in [
-            ("request_id", &envelope.request_id),
             ("resource_id", &envelope.resource_id),
             ("user_id", &envelope.user_id),
         ] {
             crate::validate_id(what, id)?;
         }
         let timer_id = envelope.request_id.starts_with(TIMER_REQUEST_PREFIX);
+        // A timer's id names its subject, which may hold the resource id in full.
+        let request_id_max = match timer_id {
+            true => TIMER_ID_LEN_MAX_BYTES,
+            false => crate::ID_LEN_MAX_BYTES,
+        };
+        crate::validate_id_within("request_id", &envelope.request_id, request_id_max)?;
         if envelope.command.is_timer() != timer_id {
             // Timer commands and only they carry timer ids, so a caller's request can never
             // take a timer's id and swallow its firing (docs/exactly-once.md, rule 38).
@@ -147,6 +168,30 @@ mod tests {
             command: Command::Coupon(command),
         }
         .to_log_bytes()
+    }
+
+    #[test]
+    fn a_timer_id_may_hold_a_resource_id_of_the_longest_length() {
+        let campaign = "c".repeat(crate::ID_LEN_MAX_BYTES);
+        let coupon_id = format!("{campaign}-4294967295");
+        let remind = CouponCommand::RemindExpiry { coupon_id };
+        let timer_id = Command::Coupon(remind.clone())
+            .timer_request_id()
+            .expect("a timer");
+        assert!(timer_id.len() > crate::ID_LEN_MAX_BYTES);
+        let mut bytes = envelope(&timer_id, remind);
+        bytes = String::from_utf8(bytes)
+            .expect("JSON")
+            .replace("\"drop\"", &format!("\"{campaign}\""))
+            .into_bytes();
+        let parsed = Envelope::from_log_bytes(&bytes).expect("a timer of a long campaign id");
+        assert_eq!(parsed.request_id, timer_id);
+        // Callers' ids keep the ordinary limit.
+        let long_claim = envelope(
+            &"r".repeat(crate::ID_LEN_MAX_BYTES + 1),
+            CouponCommand::Claim,
+        );
+        assert!(Envelope::from_log_bytes(&long_claim).is_err());
     }
 
     #[test]

@@ -34,12 +34,17 @@ pub const ID_LEN_MAX_BYTES: usize = 128;
 /// Checks an id (request, resource or user id): 1..=128 bytes of visible ASCII without `/`,
 /// so it can appear in a URL path segment unescaped.
 pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
+    validate_id_within(what, id, ID_LEN_MAX_BYTES)
+}
+
+/// [`validate_id`] with another length limit, in bytes.
+pub(crate) fn validate_id_within(what: &str, id: &str, len_max_bytes: usize) -> Result<(), String> {
     if id.is_empty() {
         return Err(format!("{what} must not be empty"));
     }
-    if id.len() > ID_LEN_MAX_BYTES {
+    if id.len() > len_max_bytes {
         return Err(format!(
-            "{what} is {} bytes long; the limit is {ID_LEN_MAX_BYTES}",
+            "{what} is {} bytes long; the limit is {len_max_bytes}",
             id.len()
         ));
     }

@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auction::{AuctionCommand, LOT_TIMER_USER_ID};
 use crate::coupon::{CampaignSpec, Coupon, CouponCommand};
 use crate::envelope::Command;
 use crate::seats::SeatsCommand;
+use crate::venue::VenueCommand;
 
 /// Where a record sits on the log.
 #[derive(
@@ -51,6 +53,15 @@ impl Outcome {
     /// commit (`docs/exactly-once.md`, rule 33).
     pub fn timers(&self) -> Vec<ScheduledTimer> {
         self.decision.timers(&self.user_id)
+    }
+}
+
+/// The close of a lot at `ends_at`, on behalf of the operator.
+fn lot_close(ends_at: DateTime<Utc>) -> ScheduledTimer {
+    ScheduledTimer {
+        due_at: ends_at,
+        user_id: LOT_TIMER_USER_ID.to_string(),
+        command: Command::Auction(AuctionCommand::CloseLot { ends_at }),
     }
 }
 
@@ -109,6 +120,14 @@ pub enum CommandKind {
     /// `VenueCommand::LapseOffer` (a timer).
     LapseOffer,
     // -- Auction lots
+    /// `AuctionCommand::CreateLot`.
+    CreateLot,
+    /// `AuctionCommand::Bid`.
+    Bid,
+    /// `AuctionCommand::BuyNow`.
+    BuyNow,
+    /// `AuctionCommand::CloseLot` (a timer).
+    CloseLot,
 }
 
 /// What a processor decided.
@@ -272,6 +291,60 @@ pub enum Decision {
     },
 
     // -- Auction lots (schemas/src/auction.rs) -----------------------------------------
+    /// The lot now exists with this spec; its close timer is set for `spec.ends_at`.
+    LotCreated {
+        /// The spec it was created with.
+        spec: crate::auction::LotSpec,
+    },
+    /// A (proxy) bid was accepted. The price and leader are the proxy rule's result after
+    /// it; a bidder who is not `leader` afterwards was at once outbid by the leader's
+    /// maximum.
+    BidAccepted {
+        /// Deterministic id: the lot id and the bid's number among accepted bids
+        /// (`<lot>-b<n>`, from 1).
+        bid_id: String,
+        /// Who bid (the envelope's user).
+        bidder: String,
+        /// The bidder's maximum, in minor units.
+        max_amount: u64,
+        /// The lot's current price after the bid, in minor units.
+        price: u64,
+        /// Who leads after the bid.
+        leader: String,
+        /// The previous leader, when this bid took the lead from someone else: the user to
+        /// tell they were outbid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outbid: Option<String>,
+        /// The lot's end after the bid (moved by `extension_seconds` when `extended`).
+        ends_at: DateTime<Utc>,
+        /// Whether the bid fell in the anti-sniping window and moved the end; a new close
+        /// timer is then set for `ends_at`.
+        extended: bool,
+    },
+    /// The lot was sold and is closed: by its close timer to the leader, or by a buy-now.
+    LotSold {
+        /// The buyer.
+        winner: String,
+        /// What the buyer pays, in minor units.
+        price: u64,
+        /// Whether it was a buy-now (otherwise the close at the lot's end).
+        by_buy_now: bool,
+        /// When it closed (the buy-now's or the close timer's time).
+        closed_at: DateTime<Utc>,
+    },
+    /// The lot's close timer closed it without a sale.
+    LotClosedUnsold {
+        /// Why there is no sale.
+        reason: crate::auction::UnsoldReason,
+        /// The leader at the close (`reserve_not_met`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        highest_bidder: Option<String>,
+        /// The leader's maximum at the close, in minor units (`reserve_not_met`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        highest_bid: Option<u64>,
+        /// When it closed (the close timer's time).
+        closed_at: DateTime<Utc>,
+    },
     /// Nothing changed, for this reason.
     Rejected {
         /// Why.
@@ -314,6 +387,24 @@ impl Decision {
                 };
                 vec![timer(*expires_at, Command::Seats(lapse))]
             }
+            Decision::BookingCancelled { offers, .. }
+            | Decision::OfferDeclined { offers, .. }
+            | Decision::OfferLapsed { offers, .. } => offers
+                .iter()
+                .map(|offer| ScheduledTimer {
+                    due_at: offer.expires_at,
+                    user_id: offer.user_id.clone(),
+                    command: Command::Venue(VenueCommand::LapseOffer {
+                        offer_id: offer.offer_id.clone(),
+                    }),
+                })
+                .collect(),
+            Decision::LotCreated { spec } => vec![lot_close(spec.ends_at)],
+            Decision::BidAccepted {
+                ends_at,
+                extended: true,
+                ..
+            } => vec![lot_close(*ends_at)],
             _ => Vec::new(),
         }
     }
@@ -345,6 +436,10 @@ impl Decision {
             Decision::OfferLapsed { .. } => "offer_lapsed",
 
             // -- Auction lots
+            Decision::LotCreated { .. } => "lot_created",
+            Decision::BidAccepted { .. } => "bid_accepted",
+            Decision::LotSold { .. } => "lot_sold",
+            Decision::LotClosedUnsold { .. } => "lot_closed_unsold",
             Decision::Rejected { reason } => reason.code(),
         }
     }
@@ -361,6 +456,8 @@ impl Decision {
             | Decision::TableBooked { .. }
             | Decision::Waitlisted { .. }
             | Decision::OfferAccepted { .. }
+            | Decision::LotCreated { .. }
+            | Decision::BidAccepted { .. }
         )
     }
 }
@@ -461,6 +558,18 @@ pub enum Rejection {
     /// The offer was already accepted or declined.
     OfferAlreadyAnswered,
     // -- Auction lots
+    /// A bid below the least the lot accepts now: the opening price for the first bid,
+    /// the current price plus the increment after it, and for the leader more than their
+    /// own maximum.
+    BidBelowMinimum,
+    /// A bid above the largest amount accepted (`AMOUNT_MINOR_MAX`).
+    BidAboveLimit,
+    /// The lot has no buy-now price, or a bid's maximum has already reached it.
+    BuyNowUnavailable,
+    /// The lot's seller may neither bid on it nor buy it.
+    SellerCannotBid,
+    /// A close timer of a lot that is already closed (sold or closed unsold).
+    LotAlreadyClosed,
 }
 
 impl Rejection {
@@ -513,6 +622,11 @@ impl Rejection {
             Rejection::OfferExpired => "offer_expired",
             Rejection::OfferAlreadyAnswered => "offer_already_answered",
             // -- Auction lots
+            Rejection::BidBelowMinimum => "bid_below_minimum",
+            Rejection::BidAboveLimit => "bid_above_limit",
+            Rejection::BuyNowUnavailable => "buy_now_unavailable",
+            Rejection::SellerCannotBid => "seller_cannot_bid",
+            Rejection::LotAlreadyClosed => "lot_already_closed",
         }
     }
 }

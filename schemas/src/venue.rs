@@ -349,6 +349,22 @@ pub struct VenueAvailability {
     pub slots: Vec<SlotAvailability>,
 }
 
+/// What `GET /v1/venues/{id}` is built from: the venue's spec and the availability of
+/// every date from the current one on that has bookings, offers or a waitlist. A date not
+/// listed has every slot free, and is shown from the spec alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VenueCalendar {
+    /// The venue.
+    pub venue_id: String,
+    /// Its rules and slots.
+    pub spec: VenueSpec,
+    /// When this view was taken (the time of the last decision it shows).
+    pub as_of: DateTime<Utc>,
+    /// The dates with activity, in date order.
+    pub days: Vec<VenueAvailability>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

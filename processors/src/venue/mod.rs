@@ -50,11 +50,11 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use turnstile_schemas::venue::{
     local_instant, parse_slot_id, parse_start, slot_id, SlotAvailability, VenueAvailability,
-    VenueCommand, VenueSpec, WaitlistOffer, WAITLIST_ENTRIES_PER_SLOT_MAX,
+    VenueCalendar, VenueCommand, VenueSpec, WaitlistOffer, WAITLIST_ENTRIES_PER_SLOT_MAX,
 };
 use turnstile_schemas::{Decision, Rejection};
 
-use crate::domain::{Domain, Timer};
+use crate::domain::Domain;
 
 /// One venue's state: its slots and every booking, waitlist entry and offer so far.
 #[derive(Debug, Clone)]
@@ -181,6 +181,27 @@ impl Venue {
     /// The venue's id.
     pub fn venue_id(&self) -> &str {
         &self.venue_id
+    }
+
+    /// The availability of every local date from `now`'s on that has activity: what the
+    /// edge's lookups are answered from.
+    pub fn calendar(&self, now: DateTime<Utc>) -> VenueCalendar {
+        let today = now.with_timezone(&self.time_zone).date_naive();
+        let mut dates: Vec<NaiveDate> = self
+            .slots
+            .range((today, 0)..)
+            .map(|((date, _), _)| *date)
+            .collect();
+        dates.dedup();
+        VenueCalendar {
+            venue_id: self.venue_id.clone(),
+            spec: self.spec.clone(),
+            as_of: now,
+            days: dates
+                .into_iter()
+                .map(|date| self.availability(date, now))
+                .collect(),
+        }
     }
 
     /// The slots of local `date` as a guest sees them at `now` (the GET view).
@@ -902,25 +923,6 @@ impl Domain for Venue {
                 other.status()
             ),
         }
-    }
-
-    fn timers(&self, _user_id: &str, decision: &Decision) -> Vec<Timer<VenueCommand>> {
-        let offers = match decision {
-            Decision::BookingCancelled { offers, .. }
-            | Decision::OfferDeclined { offers, .. }
-            | Decision::OfferLapsed { offers, .. } => offers.as_slice(),
-            _ => &[],
-        };
-        offers
-            .iter()
-            .map(|offer| Timer {
-                due_at: offer.expires_at,
-                user_id: offer.user_id.clone(),
-                command: VenueCommand::LapseOffer {
-                    offer_id: offer.offer_id.clone(),
-                },
-            })
-            .collect()
     }
 
     fn heap_bytes(&self) -> usize {

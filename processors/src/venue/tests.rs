@@ -291,15 +291,15 @@ fn a_party_of_two_is_not_blocked_behind_a_party_of_four() {
     );
     assert_eq!(view.waitlist_length, 1);
     // The timers lapse each offer at its expiry, for its guest.
-    let timers = h.venue.timers("a", &cancelled);
+    let timers = cancelled.timers("a");
     assert_eq!(timers.len(), 2);
     assert_eq!(timers[0].user_id, "d");
     assert_eq!(timers[0].due_at, utc("2026-06-15T12:15:00Z"));
     assert_eq!(
         timers[0].command,
-        VenueCommand::LapseOffer {
+        turnstile_schemas::Command::Venue(VenueCommand::LapseOffer {
             offer_id: "bistro-o1".into()
-        }
+        })
     );
     // Held covers cannot be booked by someone else.
     assert_eq!(h.book("f", slot, 1), Err(Rejection::SlotFull));
