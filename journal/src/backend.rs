@@ -133,6 +133,12 @@ impl Journal {
         on_backend!(self, j => j.outcome(resource_id, request_id).await)
     }
 
+    /// Every `archive_records` row (holds, bookings, lots) as `(resource_id, record_id,
+    /// state)`.
+    pub async fn archive_record_states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        on_backend!(self, j => j.archive_record_states().await)
+    }
+
     /// The committed view of an event, venue or lot.
     pub async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error> {
         on_backend!(self, j => j.resource_view(resource_id).await)

@@ -30,7 +30,8 @@ pub use backend::{Journal, JournalLocation};
 pub use deliveries::{Delivery, DeliveryState, SinkPartitionStatus};
 pub use postgres::PostgresJournal;
 pub use rows::{
-    outcome_json, ArchiveMismatch, CampaignRow, CouponRow, LimitBreach, StoredOutcome, TimerRow,
+    expected_archive_records, outcome_json, ArchiveMismatch, CampaignRow, CouponRow, LimitBreach,
+    StoredOutcome, TimerRow,
 };
 pub use sqlite::SqliteJournal;
 

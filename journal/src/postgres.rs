@@ -29,8 +29,8 @@ use crate::deliveries::{
 use crate::load::OutcomeLoader;
 use crate::rows::{
     outcome_json, parse_json, stored_time, ArchiveChange, ArchiveMismatch, CampaignColumns,
-    CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerColumns, TimerRow,
-    ARCHIVE_MISMATCHES_SQL,
+    CampaignRow, CouponRow, LimitBreach, Projections, RecordChange, StoredOutcome, TimerColumns,
+    TimerRow, ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease, ResourceView};
 
@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_archive.sql"),
     include_str!("../migrations/postgres/0005_timer_subjects.sql"),
     include_str!("../migrations/postgres/0006_resource_views.sql"),
+    include_str!("../migrations/postgres/0008_archive_records.sql"),
 ];
 
 /// The advisory lock migrations take ("turnstil" in ASCII). One key for every schema:
@@ -506,10 +507,23 @@ impl PostgresJournal {
                 }
                 None => {}
             }
+            for change in RecordChange::of(outcome) {
+                apply_record_change(&mut tx, change, &outcome_id).await?;
+            }
         }
         save_progress(&mut *tx, sink, partition, next_offset).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every `archive_records` row as `(resource_id, record_id, state)`.
+    pub async fn archive_record_states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT resource_id, record_id, state FROM archive_records
+             ORDER BY resource_id, record_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Coupons whose archive row disagrees with the journal (at most 20).
@@ -981,6 +995,68 @@ async fn update_expiries(
             expiries.len() as u64 - updated,
             expiries.len()
         )));
+    }
+    Ok(())
+}
+
+/// Applies one change to `archive_records`; both kinds are idempotent.
+async fn apply_record_change(
+    tx: &mut Tx<'_>,
+    change: RecordChange,
+    outcome_id: &str,
+) -> Result<(), Error> {
+    match change {
+        RecordChange::Insert {
+            resource_id,
+            record_id,
+            kind,
+            user_id,
+            state,
+            detail,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO archive_records (resource_id, record_id, kind, user_id, state,
+                     detail, state_at, outcome_id)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+                 ON CONFLICT (resource_id, record_id) DO NOTHING",
+            )
+            .bind(resource_id)
+            .bind(record_id)
+            .bind(kind)
+            .bind(user_id)
+            .bind(state)
+            .bind(detail.to_string())
+            .bind(stored_time(&at))
+            .bind(outcome_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RecordChange::Move {
+            resource_id,
+            record_id,
+            from,
+            to,
+            user_id,
+            detail,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE archive_records SET state = $1, state_at = $2, outcome_id = $3,
+                     user_id = COALESCE($4, user_id), detail = detail || $5::jsonb
+                 WHERE resource_id = $6 AND record_id = $7 AND state = $8",
+            )
+            .bind(to)
+            .bind(stored_time(&at))
+            .bind(outcome_id)
+            .bind(user_id)
+            .bind(detail.unwrap_or_else(|| serde_json::json!({})).to_string())
+            .bind(resource_id)
+            .bind(record_id)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -156,6 +156,177 @@ impl<'a> ArchiveChange<'a> {
     }
 }
 
+/// What one outcome changes in `archive_records` (holds, bookings, lots): rows the
+/// outcome creates and rows it moves from one state to another, in that order.
+#[derive(Debug, PartialEq)]
+pub(crate) enum RecordChange {
+    /// A new row (left alone if it exists: the change is idempotent).
+    Insert {
+        resource_id: String,
+        record_id: String,
+        kind: &'static str,
+        user_id: String,
+        state: &'static str,
+        detail: serde_json::Value,
+        at: DateTime<Utc>,
+    },
+    /// The row moves from `from` to `to` (only from `from`: idempotent); a lot's sale also
+    /// names its winner as the row's user.
+    Move {
+        resource_id: String,
+        record_id: String,
+        from: &'static str,
+        to: &'static str,
+        user_id: Option<String>,
+        detail: Option<serde_json::Value>,
+        at: DateTime<Utc>,
+    },
+}
+
+impl RecordChange {
+    /// The changes `outcome` makes to `archive_records`.
+    pub(crate) fn of(outcome: &Outcome) -> Vec<RecordChange> {
+        let resource_id = || outcome.resource_id.clone();
+        let at = outcome.decided_at;
+        let insert = |record_id: &str, kind, user_id: &str, state, detail| RecordChange::Insert {
+            resource_id: resource_id(),
+            record_id: record_id.to_string(),
+            kind,
+            user_id: user_id.to_string(),
+            state,
+            detail,
+            at,
+        };
+        let move_with = |record_id: &str, from, to, user_id, detail| RecordChange::Move {
+            resource_id: resource_id(),
+            record_id: record_id.to_string(),
+            from,
+            to,
+            user_id,
+            detail,
+            at,
+        };
+        let moved = |record_id: &str, from, to| move_with(record_id, from, to, None, None);
+        match &outcome.decision {
+            Decision::SeatsHeld {
+                hold_id,
+                seat_ids,
+                expires_at,
+                price_total,
+            } => {
+                let detail = serde_json::json!({
+                    "seat_ids": seat_ids, "price_total": price_total, "expires_at": expires_at,
+                });
+                vec![insert(hold_id, "hold", &outcome.user_id, "active", detail)]
+            }
+            Decision::HoldConfirmed { hold_id, .. } => vec![moved(hold_id, "active", "sold")],
+            Decision::HoldReleased { hold_id, .. } => vec![moved(hold_id, "active", "released")],
+            Decision::HoldLapsed { hold_id, .. } => vec![moved(hold_id, "active", "lapsed")],
+            Decision::TableBooked {
+                booking_id,
+                slot,
+                party_size,
+                starts_at,
+                ..
+            }
+            | Decision::OfferAccepted {
+                booking_id,
+                slot,
+                party_size,
+                starts_at,
+                ..
+            } => {
+                let detail = serde_json::json!({
+                    "slot": slot, "party_size": party_size, "starts_at": starts_at,
+                });
+                vec![insert(
+                    booking_id,
+                    "booking",
+                    &outcome.user_id,
+                    "booked",
+                    detail,
+                )]
+            }
+            Decision::BookingCancelled { booking_id, .. } => {
+                vec![moved(booking_id, "booked", "cancelled")]
+            }
+            Decision::LotCreated { spec } => {
+                let detail = serde_json::json!({
+                    "title": spec.title, "currency": spec.currency, "ends_at": spec.ends_at,
+                });
+                vec![insert(
+                    &outcome.resource_id,
+                    "lot",
+                    &outcome.user_id,
+                    "open",
+                    detail,
+                )]
+            }
+            Decision::LotSold {
+                winner,
+                price,
+                by_buy_now,
+                ..
+            } => vec![move_with(
+                &outcome.resource_id,
+                "open",
+                "sold",
+                Some(winner.clone()),
+                Some(serde_json::json!({ "price": price, "by_buy_now": by_buy_now })),
+            )],
+            Decision::LotClosedUnsold {
+                reason,
+                highest_bid,
+                ..
+            } => vec![move_with(
+                &outcome.resource_id,
+                "open",
+                "unsold",
+                None,
+                Some(serde_json::json!({ "reason": reason, "highest_bid": highest_bid })),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The state every `archive_records` row must have once the archive has carried
+/// `outcomes` (all of a journal's, in log order per partition): the audit's reference,
+/// computed in memory by the rules the sink applies in SQL.
+pub fn expected_archive_records<'a>(
+    outcomes: impl IntoIterator<Item = &'a Outcome>,
+) -> std::collections::BTreeMap<(String, String), String> {
+    let mut states = std::collections::BTreeMap::new();
+    for change in outcomes.into_iter().flat_map(RecordChange::of) {
+        match change {
+            RecordChange::Insert {
+                resource_id,
+                record_id,
+                state,
+                ..
+            } => {
+                states
+                    .entry((resource_id, record_id))
+                    .or_insert(state.to_string());
+            }
+            RecordChange::Move {
+                resource_id,
+                record_id,
+                from,
+                to,
+                ..
+            } => {
+                if let Some(state) = states.get_mut(&(resource_id, record_id)) {
+                    if state == from {
+                        *state = to.to_string();
+                    }
+                }
+            }
+        }
+    }
+    states
+}
+
 /// Finds coupons whose archive row disagrees with the journal (missing, extra, or in
 /// another state): `(coupon_id, journal's state, archive's state)`, at most 20. The same
 /// SQL on both backends.

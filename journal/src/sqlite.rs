@@ -22,8 +22,8 @@ use crate::deliveries::{
 };
 use crate::rows::{
     outcome_json, parse_json, parse_time, time_text, ArchiveChange, ArchiveMismatch,
-    CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, StoredOutcome, TimerRow,
-    ARCHIVE_MISMATCHES_SQL,
+    CampaignColumns, CampaignRow, CouponRow, LimitBreach, Projections, RecordChange, StoredOutcome,
+    TimerRow, ARCHIVE_MISMATCHES_SQL,
 };
 use crate::{BatchCommit, DeadLetter, Error, PartitionLease, ResourceView};
 
@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_archive.sql"),
     include_str!("../migrations/0006_timer_subjects.sql"),
     include_str!("../migrations/0007_resource_views.sql"),
+    include_str!("../migrations/0009_archive_records.sql"),
 ];
 
 /// Rows per multi-row INSERT statement: 8 columns × 1000 stays well under SQLite's
@@ -456,7 +457,7 @@ impl SqliteJournal {
         for outcome in outcomes {
             let outcome_id = outcome.position.outcome_id();
             match ArchiveChange::of(outcome) {
-                Some(ArchiveChange::Issued(coupon)) => issued.push((outcome_id, coupon)),
+                Some(ArchiveChange::Issued(coupon)) => issued.push((outcome_id.clone(), coupon)),
                 Some(ArchiveChange::Moved {
                     coupon_id,
                     state,
@@ -476,11 +477,24 @@ impl SqliteJournal {
                 }
                 None => {}
             }
+            for change in RecordChange::of(outcome) {
+                apply_record_change(&mut tx, change, &outcome_id).await?;
+            }
         }
         insert_archived(&mut tx, &issued).await?;
         save_progress(&mut *tx, sink, partition, next_offset).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every `archive_records` row as `(resource_id, record_id, state)`.
+    pub async fn archive_record_states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT resource_id, record_id, state FROM archive_records
+             ORDER BY resource_id, record_id",
+        )
+        .fetch_all(&self.readers)
+        .await?)
     }
 
     /// Coupons whose archive row disagrees with the journal (at most 20).
@@ -962,6 +976,66 @@ async fn mark_sent<'e>(
     .bind(log_offset as i64)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// Applies one change to `archive_records`; both kinds are idempotent.
+async fn apply_record_change(
+    tx: &mut Tx<'_>,
+    change: RecordChange,
+    outcome_id: &str,
+) -> Result<(), Error> {
+    match change {
+        RecordChange::Insert {
+            resource_id,
+            record_id,
+            kind,
+            user_id,
+            state,
+            detail,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO archive_records (resource_id, record_id, kind, user_id,
+                     state, detail, state_at, outcome_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(resource_id)
+            .bind(record_id)
+            .bind(kind)
+            .bind(user_id)
+            .bind(state)
+            .bind(detail.to_string())
+            .bind(time_text(&at))
+            .bind(outcome_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RecordChange::Move {
+            resource_id,
+            record_id,
+            from,
+            to,
+            user_id,
+            detail,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE archive_records SET state = ?, state_at = ?, outcome_id = ?,
+                     user_id = COALESCE(?, user_id), detail = json_patch(detail, ?)
+                 WHERE resource_id = ? AND record_id = ? AND state = ?",
+            )
+            .bind(to)
+            .bind(time_text(&at))
+            .bind(outcome_id)
+            .bind(user_id)
+            .bind(detail.unwrap_or_else(|| serde_json::json!({})).to_string())
+            .bind(resource_id)
+            .bind(record_id)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
     Ok(())
 }
 

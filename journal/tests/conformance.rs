@@ -107,6 +107,7 @@ trait Journal {
     ) -> Result<(), Error>;
     async fn archive_mismatches(&self) -> Result<Vec<ArchiveMismatch>, Error>;
     async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error>;
+    async fn archive_record_states(&self) -> Result<Vec<(String, String, String)>, Error>;
 }
 
 macro_rules! delegate_journal {
@@ -271,6 +272,9 @@ macro_rules! delegate_journal {
             ) -> Result<Option<ResourceView>, Error> {
                 <$backend>::resource_view(self, resource_id).await
             }
+            async fn archive_record_states(&self) -> Result<Vec<(String, String, String)>, Error> {
+                <$backend>::archive_record_states(self).await
+            }
         }
     };
 }
@@ -323,6 +327,7 @@ conformance!(
     timers_come_with_grants_and_go_with_their_outcomes,
     the_archive_follows_the_outbox_and_applying_twice_changes_nothing,
     resource_views_follow_the_last_batch_and_not_a_fenced_one,
+    holds_bookings_and_lots_are_archived_once_in_their_final_state,
 );
 
 /// The audit compares stored outcome JSON byte for byte, and a journal may move from one
@@ -1085,6 +1090,120 @@ async fn resource_views_follow_the_last_batch_and_not_a_fenced_one(journal: &imp
     let stored = journal.resource_view("gala").await.unwrap().unwrap();
     let body: serde_json::Value = serde_json::from_str(&stored.body).unwrap();
     assert_eq!(body, serde_json::json!({ "free": 9 }));
+}
+
+async fn holds_bookings_and_lots_are_archived_once_in_their_final_state(journal: &impl Journal) {
+    let lease = journal.acquire(0).await.unwrap();
+    let decided = |offset: u64, resource: &str, user: &str, command: CommandKind, decision| {
+        let decision: Decision = serde_json::from_value(decision).unwrap();
+        outcome(0, offset, resource, user, command, decision)
+    };
+    let booking = |id: &str| {
+        serde_json::json!({"status": "table_booked", "booking_id": id,
+        "slot": "2026-12-24T18:00", "party_size": 2,
+        "starts_at": "2026-12-24T09:00:00Z", "ends_at": "2026-12-24T10:30:00Z"})
+    };
+    let lot_spec = serde_json::json!({"title": "Lamp", "ends_at": "2026-12-24T12:00:00Z",
+        "opening_price": 100, "increment": 10, "extension_seconds": 0, "currency": "EUR"});
+    let held = |id: &str| {
+        serde_json::json!({"status": "seats_held", "hold_id": id,
+        "seat_ids": ["A-1-1"], "expires_at": "2026-12-02T12:10:00Z", "price_total": 50})
+    };
+    let history = vec![
+        decided(0, "gala", "ann", CommandKind::HoldBest, held("gala-h1")),
+        decided(1, "gala", "bob", CommandKind::HoldBest, held("gala-h2")),
+        decided(
+            2,
+            "gala",
+            "ann",
+            CommandKind::ConfirmHold,
+            serde_json::json!({
+            "status": "hold_confirmed", "hold_id": "gala-h1", "seat_ids": ["A-1-1"], "price_total": 50}),
+        ),
+        decided(
+            3,
+            "gala",
+            "bob",
+            CommandKind::LapseHold,
+            serde_json::json!({
+            "status": "hold_lapsed", "hold_id": "gala-h2", "seat_ids": ["A-1-1"]}),
+        ),
+        decided(4, "bistro", "cid", CommandKind::Book, booking("bistro-b1")),
+        decided(5, "bistro", "dee", CommandKind::Book, booking("bistro-b2")),
+        decided(
+            6,
+            "bistro",
+            "cid",
+            CommandKind::CancelBooking,
+            serde_json::json!({
+            "status": "booking_cancelled", "booking_id": "bistro-b1", "slot": "2026-12-24T18:00",
+            "party_size": 2, "offers": []}),
+        ),
+        decided(
+            7,
+            "lamp",
+            "operator",
+            CommandKind::CreateLot,
+            serde_json::json!({"status": "lot_created", "spec": lot_spec}),
+        ),
+        decided(
+            8,
+            "lamp",
+            "operator",
+            CommandKind::CloseLot,
+            serde_json::json!({
+            "status": "lot_sold", "winner": "eve", "price": 120, "by_buy_now": false,
+            "closed_at": "2026-12-24T12:00:00Z"}),
+        ),
+    ];
+    journal
+        .commit(&batch(lease, 9, history.clone()))
+        .await
+        .unwrap();
+    let outbox = journal.outbox_from(0, 0, 100).await.unwrap();
+    assert_eq!(outbox, history);
+
+    let expected = turnstile_journal::expected_archive_records(&history);
+    let row = |resource: &str, record: &str, state: &str| {
+        (resource.to_string(), record.to_string(), state.to_string())
+    };
+    let wanted = vec![
+        row("bistro", "bistro-b1", "cancelled"),
+        row("bistro", "bistro-b2", "booked"),
+        row("gala", "gala-h1", "sold"),
+        row("gala", "gala-h2", "lapsed"),
+        row("lamp", "lamp", "sold"),
+    ];
+    let as_rows = |states: std::collections::BTreeMap<(String, String), String>| {
+        states
+            .into_iter()
+            .map(|((r, id), s)| (r, id, s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(as_rows(expected), wanted);
+
+    // In two steps, then everything again as if progress were lost: the same rows.
+    journal
+        .archive_batch("archive", 0, &outbox[..4], 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        journal.archive_record_states().await.unwrap()[..2],
+        [
+            row("gala", "gala-h1", "sold"),
+            row("gala", "gala-h2", "lapsed"),
+        ]
+    );
+    journal
+        .archive_batch("archive", 0, &outbox[4..], 9)
+        .await
+        .unwrap();
+    assert_eq!(journal.archive_record_states().await.unwrap(), wanted);
+    journal
+        .archive_batch("archive", 0, &outbox, 9)
+        .await
+        .unwrap();
+    assert_eq!(journal.archive_record_states().await.unwrap(), wanted);
 }
 
 async fn assert_nothing_written(journal: &impl Journal, partition: u32) {

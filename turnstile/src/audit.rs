@@ -17,7 +17,9 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::Context;
-use turnstile_journal::{outcome_json, Journal, JournalLocation, SinkPartitionStatus};
+use turnstile_journal::{
+    expected_archive_records, outcome_json, Journal, JournalLocation, SinkPartitionStatus,
+};
 use turnstile_log::EmbeddedLog;
 use turnstile_log_kafka::{KafkaLogConfig, KafkaPartitionReader};
 use turnstile_processors::runtime::decode_record;
@@ -178,6 +180,45 @@ pub async fn audit(journal: &Journal, log: &AuditedLog) -> anyhow::Result<AuditR
     Ok(report)
 }
 
+/// Cross-checks the archive's holds, bookings and lots against the states the journal's
+/// outcomes give them.
+async fn check_archived_records(journal: &Journal, report: &mut AuditReport) -> anyhow::Result<()> {
+    let mut outcomes = Vec::new();
+    for lease in journal.partitions().await? {
+        outcomes.extend(journal.load_outcomes(lease.partition).await?);
+    }
+    let mut expected = expected_archive_records(&outcomes);
+    let mut wrong = 0;
+    for (resource_id, record_id, state) in journal.archive_record_states().await? {
+        let key = (resource_id, record_id);
+        match expected.remove(&key) {
+            Some(journal_state) if journal_state == state => {}
+            journal_state => {
+                wrong += 1;
+                report.problem(format!(
+                    "archive: {:?} of {:?} is {} in the journal but {state} in the archive",
+                    key.1,
+                    key.0,
+                    journal_state.as_deref().unwrap_or("absent"),
+                ));
+            }
+        }
+    }
+    for ((resource_id, record_id), state) in &expected {
+        wrong += 1;
+        report.problem(format!(
+            "archive: {record_id:?} of {resource_id:?} is {state} in the journal but absent from the archive"
+        ));
+    }
+    if wrong == 0 {
+        let records = journal.archive_record_states().await?.len();
+        report.sinks.push(format!(
+            "archive: all {records} holds, bookings and lots match the journal"
+        ));
+    }
+    Ok(())
+}
+
 /// Cross-checks the archive against the journal once it has caught up, and sums up each
 /// notifier's delivery ledger.
 async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Result<()> {
@@ -206,6 +247,7 @@ async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Res
                     report.coupons
                 ));
             }
+            check_archived_records(journal, report).await?;
             continue;
         }
         let lost = journal

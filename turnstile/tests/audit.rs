@@ -9,7 +9,8 @@ use std::path::Path;
 use common::{client, create_campaign, temp_dir, Server};
 use serde_json::json;
 
-/// A data directory with a campaign and three granted claims, served and then killed.
+/// A data directory with a campaign and three granted claims, and an event with one hold,
+/// served and then killed.
 async fn served_data_dir(data: &Path) {
     let server = Server::start(data, &[]);
     let http = client();
@@ -29,6 +30,26 @@ async fn served_data_dir(data: &Path) {
             .await
             .unwrap();
         assert_eq!(response.status(), 201);
+    }
+    let event = json!({"event_id": "gala", "starts_at": "2027-01-01T19:00:00Z",
+        "sections": [{"section_id": "A", "price_tier": {"name": "all", "price_minor": 10},
+                      "rows": [{"row_id": "1", "seats": 5}]}]});
+    for (path, key, body) in [
+        ("/v1/events", "create-gala", event),
+        (
+            "/v1/events/gala/holds",
+            "hold-a",
+            json!({"user_id": "a", "best": {"count": 2}}),
+        ),
+    ] {
+        let response = http
+            .post(server.url(path))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{path}");
     }
     common::wait_for_sinks(data, &[], &["archive", "mailbox"]).await;
     server.kill();
@@ -96,6 +117,15 @@ async fn an_archive_row_in_the_wrong_state_is_found() {
     assert_audit_catches(
         "UPDATE archive_coupons SET state = 'redeemed' WHERE coupon_id = 'audited-1'",
         "coupon \"audited-1\" is active in the journal but redeemed in the archive",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_archived_hold_in_the_wrong_state_is_found() {
+    assert_audit_catches(
+        "UPDATE archive_records SET state = 'sold' WHERE record_id = 'gala-h1'",
+        "archive: \"gala-h1\" of \"gala\" is active in the journal but sold in the archive",
     )
     .await;
 }

@@ -223,6 +223,10 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
         )),
         "{report}"
     );
+    assert!(
+        report.contains("holds, bookings and lots match the journal"),
+        "{report}"
+    );
     eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests {acknowledged_by_collection:?}, campaign {campaign}\n{report}");
 }
 
