@@ -353,10 +353,8 @@ impl EventCheck {
     fn apply(&mut self, o: &Outcome, p: &mut Problems) {
         let mut report = |what: String| p.at("event", o, what);
         match &o.decision {
-            Decision::EventCreated { spec } => {
-                if *spec != self.spec {
-                    report("created again with another spec".into());
-                }
+            Decision::EventCreated { spec } if *spec != self.spec => {
+                report("created again with another spec".into());
             }
             Decision::SeatsHeld {
                 hold_id,
@@ -697,10 +695,8 @@ impl VenueCheck {
     fn apply(&mut self, o: &Outcome, p: &mut Problems) {
         let mut report = |what: String| p.at("venue", o, what);
         match &o.decision {
-            Decision::VenueCreated { spec } => {
-                if *spec != self.spec {
-                    report("created again with another spec".into());
-                }
+            Decision::VenueCreated { spec } if *spec != self.spec => {
+                report("created again with another spec".into());
             }
             Decision::TableBooked {
                 booking_id,
@@ -739,7 +735,9 @@ impl VenueCheck {
                 starts_at,
                 ends_at,
             } => {
-                if self.end_offer(o, &mut report, "accepted", offer_id, slot, *party_size) {
+                let outstanding =
+                    self.end_offer(o, &mut report, "accepted", offer_id, slot, *party_size);
+                if outstanding {
                     self.accepted += 1;
                     let booking = BookingRec {
                         user: o.user_id.clone(),
@@ -758,7 +756,9 @@ impl VenueCheck {
                 party_size,
                 offers,
             } => {
-                if self.end_offer(o, &mut report, "declined", offer_id, slot, *party_size) {
+                let outstanding =
+                    self.end_offer(o, &mut report, "declined", offer_id, slot, *party_size);
+                if outstanding {
                     self.declined += 1;
                     self.cascade(o, &mut report, slot, offers);
                 }
@@ -1016,7 +1016,7 @@ impl VenueCheck {
             ));
         }
         let free = state.capacity.saturating_sub(state.booked + state.offered);
-        if party <= free && !(strict && !state.waiting.is_empty()) {
+        if party <= free && (!strict || state.waiting.is_empty()) {
             report(format!(
                 "{waitlist_id} joined the waitlist of {slot} while it had room: {free} covers \
                  free for a party of {party}"
@@ -1324,10 +1324,8 @@ impl LotCheck {
     fn apply(&mut self, o: &Outcome, p: &mut Problems) {
         let mut report = |what: String| p.at("lot", o, what);
         match &o.decision {
-            Decision::LotCreated { spec } => {
-                if *spec != self.spec {
-                    report("created again with another spec".into());
-                }
+            Decision::LotCreated { spec } if *spec != self.spec => {
+                report("created again with another spec".into());
             }
             Decision::BidAccepted {
                 bid_id,
@@ -1357,7 +1355,8 @@ impl LotCheck {
                 by_buy_now,
                 closed_at,
             } => {
-                if self.close_once(&mut report, "sold") {
+                let open = self.close_once(&mut report, "sold");
+                if open {
                     self.closed = Some((o.position.outcome_id(), true));
                     if *by_buy_now {
                         self.buy_now(o, &mut report, winner, *price, *closed_at);
@@ -1372,7 +1371,8 @@ impl LotCheck {
                 highest_bid,
                 closed_at,
             } => {
-                if self.close_once(&mut report, "closed unsold") {
+                let open = self.close_once(&mut report, "closed unsold");
+                if open {
                     self.closed = Some((o.position.outcome_id(), false));
                     self.at_or_after_end(o, &mut report, "closed unsold", *closed_at);
                     let expected = match self.standing() {
