@@ -14,6 +14,7 @@
 mod audit;
 mod demo;
 mod dlq;
+mod domain_audit;
 mod load;
 mod loadgen;
 mod sinks;
