@@ -6,6 +6,8 @@
 //!   stored outcome, and no stored outcome lacks its record.
 //! - Fair order and determinism (5, 6): replaying the log through a fresh state machine
 //!   reproduces every stored outcome byte for byte, in log order.
+//! - Seats, tables and lots (1, 2, 5 for each domain): `crate::domain_audit` re-derives
+//!   every event's, venue's and lot's rules from the journal's outcomes alone.
 //! - Effects once (7), as far as the journal can see them: once the archive sink has carried
 //!   the whole outbox, every issued coupon has one archive row in the journal's state
 //!   (active, redeemed, expired) and the archive has no other; every notifiable outcome a
@@ -25,7 +27,7 @@ use turnstile_log_kafka::{KafkaLogConfig, KafkaPartitionReader};
 use turnstile_processors::runtime::decode_record;
 use turnstile_processors::runtime::PartitionReader;
 use turnstile_processors::PartitionState;
-use turnstile_schemas::LogPosition;
+use turnstile_schemas::{LogPosition, Outcome};
 use turnstile_sinks::archive::ARCHIVE_SINK;
 use turnstile_sinks::notify::NOTIFIED_OUTBOX_KINDS;
 
@@ -49,6 +51,8 @@ pub struct AuditReport {
     pub dead_letters: u64,
     /// Coupons issued, over all campaigns.
     pub coupons: u64,
+    /// What the seats, venue and auction checks found: one line per domain in use.
+    pub domains: Vec<String>,
     /// What the cross-check of the sinks found: one line per sink.
     pub sinks: Vec<String>,
     /// Invariant breaches found; empty means the audit passed.
@@ -73,8 +77,8 @@ impl fmt::Display for AuditReport {
             "audit: {} log records replayed, {} outcomes compared byte for byte, {} duplicate deliveries, {} dead letters, {} coupons",
             self.records, self.outcomes, self.duplicates, self.dead_letters, self.coupons
         )?;
-        for sink in &self.sinks {
-            writeln!(f, "audit: {sink}")?;
+        for line in self.domains.iter().chain(&self.sinks) {
+            writeln!(f, "audit: {line}")?;
         }
         if self.passed() {
             writeln!(f, "audit: PASSED — no oversell, limits held, one outcome per request, replay identical")
@@ -176,18 +180,27 @@ pub async fn audit(journal: &Journal, log: &AuditedLog) -> anyhow::Result<AuditR
         )
         .await?;
     }
-    check_sinks(journal, &mut report).await?;
+    let mut outcomes = Vec::new();
+    for lease in journal.partitions().await? {
+        outcomes.extend(journal.load_outcomes(lease.partition).await?);
+    }
+    let domains = crate::domain_audit::check_domains(&outcomes);
+    report.domains = domains.summary;
+    for problem in domains.problems {
+        report.problem(problem);
+    }
+    check_sinks(journal, &outcomes, &mut report).await?;
     Ok(report)
 }
 
 /// Cross-checks the archive's holds, bookings and lots against the states the journal's
 /// outcomes give them.
-async fn check_archived_records(journal: &Journal, report: &mut AuditReport) -> anyhow::Result<()> {
-    let mut outcomes = Vec::new();
-    for lease in journal.partitions().await? {
-        outcomes.extend(journal.load_outcomes(lease.partition).await?);
-    }
-    let mut expected = expected_archive_records(&outcomes);
+async fn check_archived_records(
+    journal: &Journal,
+    outcomes: &[Outcome],
+    report: &mut AuditReport,
+) -> anyhow::Result<()> {
+    let mut expected = expected_archive_records(outcomes);
     let mut wrong = 0;
     for (resource_id, record_id, state) in journal.archive_record_states().await? {
         let key = (resource_id, record_id);
@@ -221,7 +234,11 @@ async fn check_archived_records(journal: &Journal, report: &mut AuditReport) -> 
 
 /// Cross-checks the archive against the journal once it has caught up, and sums up each
 /// notifier's delivery ledger.
-async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Result<()> {
+async fn check_sinks(
+    journal: &Journal,
+    outcomes: &[Outcome],
+    report: &mut AuditReport,
+) -> anyhow::Result<()> {
     for sink in journal.sink_names().await? {
         let status = journal.sink_status(&sink).await?;
         let backlog: u64 = status.iter().map(|p| p.backlog_outcomes).sum();
@@ -247,7 +264,7 @@ async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Res
                     report.coupons
                 ));
             }
-            check_archived_records(journal, report).await?;
+            check_archived_records(journal, outcomes, report).await?;
             continue;
         }
         let lost = journal

@@ -1,5 +1,5 @@
 //! The seated-event, venue and auction invariants, re-checked from a journal's outcomes alone
-//! (`docs/domains.md`, rule 11).
+//! (`docs/domains.md`, rule 12).
 //!
 //! Independent of the state machines in `turnstile_processors`: every check is re-derived
 //! here, plainly, from the recorded decisions (ordered maps and vectors, nothing shared
@@ -57,9 +57,6 @@
 //! slot's instants are its local start in the venue's time zone, `bookable_days_ahead`,
 //! the overlap rule for waitlist entries and offers (an offer may legitimately overlap a
 //! booking made after joining), and best-available seat choice.
-
-// Only the tests call this module until `turnstile audit` reports its findings.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
