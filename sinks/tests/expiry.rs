@@ -353,3 +353,145 @@ async fn a_hundred_thousand_timers_due_at_one_second_take_effect_once_each() {
     );
     println!("a restarted scheduler appended {again} timers again; each was a duplicate");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once() {
+    let stack = Stack::start().await;
+    let spec: turnstile_schemas::seats::EventSpec = serde_json::from_value(serde_json::json!({
+        "title": "Opening night", "starts_at": "2026-07-01T19:00:00Z", "hold_ttl_seconds": 600,
+        "sections": [{"section_id": "A", "price_tier": {"name": "all", "price_minor": 100},
+                      "rows": [{"row_id": "1", "seats": 4}]}]
+    }))
+    .unwrap();
+    let seats = |command| Command::Seats(command);
+    let at = utc("2026-06-15T10:00:00.123456Z");
+    let create = turnstile_schemas::seats::SeatsCommand::CreateEvent { spec };
+    stack
+        .append(&seats_envelope(
+            "night",
+            "create",
+            "operator",
+            at,
+            seats(create),
+        ))
+        .await;
+    stack.decided("night", "create").await;
+    let hold = turnstile_schemas::seats::SeatsCommand::HoldBest {
+        count: 3,
+        section: None,
+    };
+    stack
+        .append(&seats_envelope("night", "hold-1", "kim", at, seats(hold)))
+        .await;
+    let Decision::SeatsHeld {
+        hold_id,
+        expires_at,
+        ..
+    } = stack.decided("night", "hold-1").await.decision
+    else {
+        panic!("the hold was not made")
+    };
+    assert_eq!(expires_at, at + chrono::Duration::seconds(600));
+    stack.pending_timers_become(1).await;
+    let free = |stack: &Stack| {
+        let journal = stack.journal.clone();
+        async move {
+            let view = journal.resource_view("night").await.unwrap().unwrap();
+            let view: serde_json::Value = serde_json::from_str(&view.body).unwrap();
+            (
+                view["sections"][0]["free"].as_u64().unwrap(),
+                view["sections"][0]["held"].as_u64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(free(&stack).await, (1, 3));
+
+    // Not a millisecond early: the expiry carries microseconds, the clock is just before.
+    let clock = ManualClock::new(expires_at - chrono::Duration::milliseconds(1));
+    let mut scheduler = stack.scheduler(&clock);
+    assert_eq!(scheduler.fire_due().await.unwrap(), 0, "not due yet");
+    clock.set(expires_at + chrono::Duration::milliseconds(1));
+    assert_eq!(scheduler.fire_due().await.unwrap(), 1);
+    let lapse = stack
+        .decided("night", &format!("timer:lapse_hold:{hold_id}"))
+        .await;
+    assert!(
+        matches!(&lapse.decision, Decision::HoldLapsed { seat_ids, .. } if seat_ids.len() == 3),
+        "{lapse:?}"
+    );
+    assert_eq!(lapse.user_id, "kim", "a lapse acts for the holder");
+    assert!(
+        lapse.decided_at >= expires_at,
+        "never stamped before the expiry"
+    );
+    stack.pending_timers_become(0).await;
+    assert_eq!(free(&stack).await, (4, 0), "the seats are back");
+
+    // Fired again by a restarted scheduler, or the same command delivered twice: a
+    // duplicate of one request, and the seats come back once.
+    assert_eq!(scheduler.fire_due().await.unwrap(), 0, "fired once");
+    let again = turnstile_schemas::seats::SeatsCommand::LapseHold {
+        hold_id: hold_id.clone(),
+    };
+    let timer_id = format!("timer:lapse_hold:{hold_id}");
+    stack
+        .append(&seats_envelope(
+            "night",
+            &timer_id,
+            "kim",
+            expires_at,
+            seats(again),
+        ))
+        .await;
+    let hold_2 = turnstile_schemas::seats::SeatsCommand::HoldBest {
+        count: 4,
+        section: None,
+    };
+    let later = expires_at + chrono::Duration::seconds(1);
+    stack
+        .append(&seats_envelope(
+            "night",
+            "hold-2",
+            "lee",
+            later,
+            seats(hold_2),
+        ))
+        .await;
+    assert!(matches!(
+        stack.decided("night", "hold-2").await.decision,
+        Decision::SeatsHeld { .. }
+    ));
+    assert_eq!(
+        free(&stack).await,
+        (0, 4),
+        "all four held once more, none twice"
+    );
+    let partition = partition_for("night", PARTITIONS);
+    let lapses = stack
+        .journal
+        .load_outcomes(partition)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| matches!(o.decision, Decision::HoldLapsed { .. }))
+        .count();
+    assert_eq!(lapses, 1, "one lapse outcome");
+}
+
+fn seats_envelope(
+    resource_id: &str,
+    request_id: &str,
+    user_id: &str,
+    submitted_at: DateTime<Utc>,
+    command: Command,
+) -> Envelope {
+    Envelope {
+        v: ENVELOPE_VERSION,
+        request_id: request_id.into(),
+        resource_id: resource_id.into(),
+        user_id: user_id.into(),
+        submitted_at,
+        traceparent: None,
+        command,
+    }
+}
