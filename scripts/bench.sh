@@ -36,6 +36,11 @@ echo "pipelined x16: $(peer 16)"
 echo "== turnstile: in-memory decisions, one partition"
 cargo bench -p turnstile-processors --bench decide -- --noplot 2>&1 | grep -E "^decide/|thrpt"
 
+echo "== turnstile: in-memory decisions of the other domains (holds, bookings, bids)"
+for domain in seats venue auction; do
+    cargo bench -p turnstile-processors --bench "$domain" -- --noplot 2>&1 | grep -E "^$domain/|thrpt"
+done
+
 echo "== turnstile: processor memory per grant (target <= 150 bytes)"
 cargo run --release -q -p turnstile-processors --example state_memory -- 1000000
 

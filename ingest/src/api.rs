@@ -9,6 +9,7 @@
 //! | GET | `/v1/campaigns/{campaign_id}/requests/{request_id}` | a request's status |
 //! | GET | `/v1/users/{user_id}/coupons` | a user's coupons |
 //! | GET | `/healthz` | liveness |
+//! | … | `/v1/events`, `/v1/venues`, `/v1/lots` | seats, tables and lots, see [`crate::domains`] |
 //! | GET, POST | `/v1/admin/…` | operator routes, see [`crate::admin`] |
 //!
 //! Every write needs an `Idempotency-Key` header: the request's id, scoped to its campaign.
@@ -34,9 +35,9 @@ use crate::error::Failure;
 use crate::Edge;
 
 /// The user id recorded on administrative commands until the edge authenticates callers.
-const OPERATOR_USER_ID: &str = "operator";
+pub(crate) const OPERATOR_USER_ID: &str = "operator";
 
-type Answer = Result<Response, Failure>;
+pub(crate) type Answer = Result<Response, Failure>;
 
 /// The API's router.
 pub fn router(edge: Edge) -> Router {
@@ -55,6 +56,7 @@ pub fn router(edge: Edge) -> Router {
             get(request_status),
         )
         .route("/v1/users/{user_id}/coupons", get(user_coupons))
+        .merge(crate::domains::routes())
         .merge(crate::admin::routes())
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
@@ -82,7 +84,7 @@ struct CreateCampaignBody {
 /// Body of claims and redeems.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserBody {
+pub(crate) struct UserBody {
     user_id: String,
 }
 
@@ -187,28 +189,28 @@ async fn redeem(
     submit(&edge, &headers, request_id, campaign_id, user_id, command).await
 }
 
-async fn request_status(
+pub(crate) async fn request_status(
     State(edge): State<Edge>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Answer {
-    let Path((campaign_id, request_id)) = path?;
+    let Path((resource_id, request_id)) = path?;
     if let Some(outcome) = edge
         .journal
-        .outcome(&campaign_id, &request_id)
+        .outcome(&resource_id, &request_id)
         .await
         .map_err(Failure::unavailable)?
     {
         return Ok(Json(json!({ "status": "decided", "outcome": outcome })).into_response());
     }
-    if edge.feed.is_pending(&campaign_id, &request_id) {
+    if edge.feed.is_pending(&resource_id, &request_id) {
         return Ok(Json(json!({ "status": "pending" })).into_response());
     }
     Err(Failure::new(
         StatusCode::NOT_FOUND,
         "unknown_request",
-        format!("no request {request_id:?} was accepted for campaign {campaign_id:?}"),
+        format!("no request {request_id:?} was accepted for {resource_id:?}"),
     )
-    .fix("check the Idempotency-Key and campaign id the request was sent with"))
+    .fix("check the Idempotency-Key and the resource id the request was sent with"))
 }
 
 /// One coupon in a user's list.
@@ -407,7 +409,7 @@ fn pending(envelope: &Envelope) -> Response {
 }
 
 /// What every user write carries: its `Idempotency-Key` and a valid user id.
-fn user_write(
+pub(crate) fn user_write(
     headers: &HeaderMap,
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Result<(String, String), Failure> {
@@ -417,7 +419,7 @@ fn user_write(
     Ok((request_id, body.user_id))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {
     let value = headers.get("idempotency-key").ok_or_else(|| {
         Failure::bad_request(
             "missing_idempotency_key",

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod api;
 pub mod command_log;
+mod domains;
 pub mod error;
 pub mod feed;
 pub mod shared_state;

@@ -63,7 +63,14 @@ pub struct TimerRow {
 
 impl TimerRow {
     /// The timer that fires `command` on the resource of `outcome` at `due_at`.
+    ///
+    /// Both backends keep times to the millisecond, so a due time is rounded *up* to the
+    /// next one: the command is stamped with its stored due time, and it must never be
+    /// stamped before the instant it is due at (a hold's expiry carries the microseconds
+    /// of the request that made it, and a lapse stamped a few microseconds early would be
+    /// refused as not yet due).
     pub fn new(outcome: &Outcome, due_at: DateTime<Utc>, user_id: &str, command: Command) -> Self {
+        let due_at = ceil_to_millis(due_at);
         TimerRow {
             resource_id: outcome.resource_id.clone(),
             timer_id: command
@@ -97,6 +104,15 @@ impl TimerRow {
             user_id,
             command,
         })
+    }
+}
+
+/// `time` rounded up to a whole millisecond.
+fn ceil_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = stored_time(&time);
+    match floor < time {
+        true => floor + chrono::Duration::milliseconds(1),
+        false => floor,
     }
 }
 
@@ -306,4 +322,26 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("unreadable row {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn due_times_round_up_to_the_stored_millisecond() {
+        let whole = Utc
+            .with_ymd_and_hms(2026, 12, 2, 12, 0, 0)
+            .single()
+            .expect("UTC is unambiguous");
+        assert_eq!(ceil_to_millis(whole), whole);
+        let micros = whole + chrono::Duration::microseconds(1_001);
+        assert_eq!(
+            ceil_to_millis(micros),
+            whole + chrono::Duration::milliseconds(2)
+        );
+        assert!(ceil_to_millis(micros) >= micros);
+    }
 }

@@ -14,6 +14,30 @@ pub fn all_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "campaign-spec.schema.json",
             json(schema_for!(crate::CampaignSpec)),
         ),
+        (
+            "event-spec.schema.json",
+            json(schema_for!(crate::seats::EventSpec)),
+        ),
+        (
+            "venue-spec.schema.json",
+            json(schema_for!(crate::venue::VenueSpec)),
+        ),
+        (
+            "lot-spec.schema.json",
+            json(schema_for!(crate::auction::LotSpec)),
+        ),
+        (
+            "event-availability.schema.json",
+            json(schema_for!(crate::seats::EventAvailability)),
+        ),
+        (
+            "venue-availability.schema.json",
+            json(schema_for!(crate::venue::VenueAvailability)),
+        ),
+        (
+            "lot-view.schema.json",
+            json(schema_for!(crate::auction::LotView)),
+        ),
         ("error.schema.json", json(schema_for!(crate::ErrorBody))),
     ]
 }
@@ -33,6 +57,12 @@ mod tests {
                 "envelope.schema.json",
                 "outcome.schema.json",
                 "campaign-spec.schema.json",
+                "event-spec.schema.json",
+                "venue-spec.schema.json",
+                "lot-spec.schema.json",
+                "event-availability.schema.json",
+                "venue-availability.schema.json",
+                "lot-view.schema.json",
                 "error.schema.json"
             ]
         );

@@ -1,8 +1,11 @@
 //! kill -9 under load: `turnstile serve` is SIGKILLed at random moments while concurrent
-//! clients claim, restarted, and finally audited. Nothing acknowledged may be lost: every
-//! request that got a 2xx has exactly one outcome, a 201/200 grant is still that grant,
-//! a 202 was decided after all, no campaign is oversold, nobody holds two coupons, and the
-//! mailbox holds exactly one message per coupon.
+//! clients claim coupons, hold and confirm seats (holds lapse through the expiry
+//! scheduler), book, cancel and wait for tables, and bid on lots; it is restarted, and
+//! finally audited. Nothing acknowledged may be lost: every request that got a 2xx has
+//! exactly one outcome, a 201/200 answer is still that outcome, a 202 was decided after
+//! all, every refusal that carried an outcome is that outcome, no campaign is oversold,
+//! nobody holds two coupons, the mailbox holds exactly one message per coupon, and the
+//! audit (which re-checks every domain's invariants from the journal) passes.
 //!
 //! Run on the embedded default (SQLite journal) and with a PostgreSQL journal.
 //! Rounds: 20 (SQLite) and 8 (Postgres) by default; `TURNSTILE_CRASH_ROUNDS=200` for a
@@ -33,9 +36,14 @@ struct Answer {
     body: Value,
 }
 
-/// Every answer given, per Idempotency-Key, in no particular order (concurrent clients
-/// may send the same key at once).
+/// Every answer given, per request (its status URL), in no particular order (concurrent
+/// clients may send the same key at once).
 type Answers = Arc<Mutex<HashMap<String, Vec<Answer>>>>;
+
+/// The seated event, venue and lots the mixed workload uses.
+const EVENT: &str = "arena";
+const VENUE: &str = "bistro";
+const LOTS: [&str; 3] = ["lamp", "clock", "vase"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
@@ -78,6 +86,7 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
                 json!({"capacity": CAPACITY, "time_zone": "Asia/Seoul"}),
             )
             .await;
+            create_other_domains(&http, &server).await;
         }
         let issued = issued_count(&http, &server).await;
         assert!(
@@ -89,7 +98,7 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
         }
         issued_before = issued;
         let url = server.url(&format!("/v1/campaigns/{CAMPAIGN}/claims"));
-        let clients: Vec<_> = (0..CLIENTS)
+        let mut clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 tokio::spawn(claim_until_refused(
                     http.clone(),
@@ -98,6 +107,15 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
                 ))
             })
             .collect();
+        for client in 0..OTHER_DOMAIN_CLIENTS {
+            let base = server.url("");
+            clients.push(tokio::spawn(other_domains_until_refused(
+                http.clone(),
+                base,
+                answers.clone(),
+                client,
+            )));
+        }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         server.kill();
         for client in clients {
@@ -116,12 +134,15 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
     );
     let answers = answers.lock().unwrap().clone();
     let mut acknowledged = 0;
+    let mut acknowledged_by_collection: HashMap<&str, u64> = HashMap::new();
     for (key, given) in &answers {
-        let status: Value = common::get_json(
-            &http,
-            &server.url(&format!("/v1/campaigns/{CAMPAIGN}/requests/{key}")),
-        )
-        .await;
+        let collection = key.split('/').nth(2).unwrap();
+        let statuses = given
+            .iter()
+            .filter(|a| (200..300).contains(&a.status))
+            .count();
+        *acknowledged_by_collection.entry(collection).or_default() += statuses as u64;
+        let status: Value = common::get_json(&http, &server.url(key)).await;
         let grants: Vec<&Answer> = given
             .iter()
             .filter(|a| matches!(a.status, 200 | 201))
@@ -160,7 +181,7 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
                         "accepted {key} was never decided: {status}"
                     );
                 }
-                409 if answer.body["error"]["outcome"].is_object() => {
+                400..500 if answer.body["error"]["outcome"].is_object() => {
                     assert_eq!(status["outcome"], answer.body["error"]["outcome"], "{key}");
                 }
                 _ => {}
@@ -171,6 +192,16 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
         acknowledged > 0,
         "no request was acknowledged in {rounds} rounds: the test proved nothing"
     );
+    for collection in ["campaigns", "events", "venues", "lots"] {
+        assert!(
+            acknowledged_by_collection
+                .get(collection)
+                .copied()
+                .unwrap_or(0)
+                > 0,
+            "no {collection} request was acknowledged: {acknowledged_by_collection:?}"
+        );
+    }
     let campaign: Value =
         common::get_json(&http, &server.url(&format!("/v1/campaigns/{CAMPAIGN}"))).await;
     let issued = campaign["issued"].as_u64().unwrap();
@@ -192,7 +223,7 @@ async fn kill_rounds(rounds: usize, journal_args: &[&str]) {
         )),
         "{report}"
     );
-    eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests, campaign {campaign}\n{report}");
+    eprintln!("{rounds} kill -9 rounds ({rounds_with_new_grants} granting), {acknowledged} acknowledged requests {acknowledged_by_collection:?}, campaign {campaign}\n{report}");
 }
 
 /// Waits (bounded) until the mailbox holds `expected` messages; returns how many it holds.
@@ -260,11 +291,201 @@ async fn claim_until_refused(http: reqwest::Client, url: String, answers: Answer
             matches!(status, 200 | 201 | 202 | 409),
             "unexpected answer {status} for {key}: {body}"
         );
+        let status_url = format!("/v1/campaigns/{CAMPAIGN}/requests/{key}");
         answers
             .lock()
             .unwrap()
-            .entry(key)
+            .entry(status_url)
             .or_default()
             .push(Answer { status, body });
     }
+}
+
+/// Clients of the seats, venue and auction APIs, next to the claimers.
+const OTHER_DOMAIN_CLIENTS: u64 = 6;
+
+async fn create_other_domains(http: &reqwest::Client, server: &Server) {
+    let rows: Vec<Value> = (1..=20)
+        .map(|r| json!({"row_id": r.to_string(), "seats": 50}))
+        .collect();
+    let event = json!({
+        "event_id": EVENT, "title": "Arena", "starts_at": "2027-06-01T18:00:00Z",
+        "hold_ttl_seconds": 1,
+        "sections": [
+            {"section_id": "A", "price_tier": {"name": "floor", "price_minor": 9000}, "rows": rows},
+            {"section_id": "B", "price_tier": {"name": "stand", "price_minor": 4000}, "rows": rows}
+        ]
+    });
+    let venue = json!({
+        "venue_id": VENUE, "title": "Bistro", "time_zone": "Asia/Seoul", "party_size_max": 6,
+        "offer_ttl_seconds": 1,
+        "slots": [{"start": "18:00", "duration_minutes": 90, "capacity_covers": 12},
+                  {"start": "20:00", "duration_minutes": 90, "capacity_covers": 12}]
+    });
+    let ends_at = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut creates = vec![("/v1/events", EVENT, event), ("/v1/venues", VENUE, venue)];
+    for lot in LOTS {
+        creates.push((
+            "/v1/lots",
+            lot,
+            json!({
+                "lot_id": lot, "ends_at": ends_at, "opening_price": 100, "increment": 10,
+                "currency": "KRW"
+            }),
+        ));
+    }
+    for (path, id, body) in creates {
+        let response = http
+            .post(server.url(path))
+            .header("Idempotency-Key", format!("create-{id}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            status == 201,
+            "{path}: {status} {}",
+            response.text().await.unwrap()
+        );
+    }
+}
+
+/// Holds (most confirmed, the rest left to lapse), bookings (some cancelled, a full slot
+/// joined as a waitlist) and bids, for random users, until the server stops answering.
+async fn other_domains_until_refused(
+    http: reqwest::Client,
+    base: String,
+    answers: Answers,
+    client: u64,
+) {
+    let mut sequence = 0_u64;
+    loop {
+        sequence += 1;
+        let user = {
+            let mut rng = rand::thread_rng();
+            rng.gen_range(0..USERS)
+        };
+        let tag = format!("{client}-{sequence}");
+        let (collection, resource, path, key, body) = match sequence % 3 {
+            0 => (
+                "events",
+                EVENT,
+                "holds".to_string(),
+                format!("hold-{user}"),
+                json!({"user_id": format!("user-{user}"), "best": {"count": 1 + user % 4}}),
+            ),
+            1 => {
+                let day = 1 + user % 20;
+                let date = (chrono::Utc::now() + chrono::Duration::days(day as i64)).date_naive();
+                let start = if user % 2 == 0 { "18:00" } else { "20:00" };
+                (
+                    "venues",
+                    VENUE,
+                    "bookings".to_string(),
+                    format!("book-{user}"),
+                    json!({"user_id": format!("user-{user}"), "slot": format!("{date}T{start}"),
+                        "party_size": 1 + user % 6}),
+                )
+            }
+            _ => {
+                let lot = LOTS[(user % 3) as usize];
+                (
+                    "lots",
+                    lot,
+                    "bids".to_string(),
+                    format!("bid-{tag}"),
+                    json!({"user_id": format!("user-{user}"), "max_amount": 100 + sequence * 10 + user % 1000}),
+                )
+            }
+        };
+        let Some(answer) = send(
+            &http, &base, collection, resource, &path, &key, &body, &answers,
+        )
+        .await
+        else {
+            return;
+        };
+        // Follow-ups: confirm two holds in three (the rest lapse), cancel one booking in
+        // four (which offers the covers to the waitlist), wait for a full slot.
+        let decision = &answer.body["decision"];
+        let refusal = &answer.body["error"]["code"];
+        let user_only = json!({"user_id": format!("user-{user}")});
+        let follow_up = if decision["status"] == "seats_held" && user % 3 != 0 {
+            let hold = decision["hold_id"].as_str().unwrap();
+            Some((
+                "events",
+                EVENT,
+                format!("holds/{hold}/confirm"),
+                format!("confirm-{hold}"),
+                user_only,
+            ))
+        } else if decision["status"] == "table_booked" && user % 4 == 0 {
+            let booking = decision["booking_id"].as_str().unwrap();
+            Some((
+                "venues",
+                VENUE,
+                format!("bookings/{booking}/cancel"),
+                format!("cancel-{booking}"),
+                user_only,
+            ))
+        } else if refusal == "slot_full" {
+            Some((
+                "venues",
+                VENUE,
+                "waitlist".to_string(),
+                format!("wait-{user}"),
+                body,
+            ))
+        } else {
+            None
+        };
+        if let Some((collection, resource, path, key, body)) = follow_up {
+            if send(
+                &http, &base, collection, resource, &path, &key, &body, &answers,
+            )
+            .await
+            .is_none()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one write and records its answer under its status URL; `None` once the server is
+/// gone.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    resource: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+    answers: &Answers,
+) -> Option<Answer> {
+    let response = http
+        .post(format!("{base}/v1/{collection}/{resource}/{path}"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.ok()?;
+    assert!(
+        (200..500).contains(&status) && status != 400 && status != 404,
+        "unexpected answer {status} for {key}: {body}"
+    );
+    let answer = Answer { status, body };
+    answers
+        .lock()
+        .unwrap()
+        .entry(format!("/v1/{collection}/{resource}/requests/{key}"))
+        .or_default()
+        .push(answer.clone());
+    Some(answer)
 }
