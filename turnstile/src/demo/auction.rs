@@ -236,9 +236,11 @@ impl War {
         let mut rng = StdRng::seed_from_u64(self.seed ^ (b << 8) ^ 0xa0c7);
         let lot = &self.lots[(b % self.lots.len() as u64) as usize];
         let user = format!("bidder-{b}");
-        let valuation = lot.value * rng.gen_range(60..=160) / 100;
         let habit = [Habit::Proxy, Habit::Incremental, Habit::Sniper]
             [pick(&[55, 30, 15], rng.gen_range(0..100))];
+        // Snipers come for the lots they want most.
+        let keen = if habit == Habit::Sniper { 130 } else { 100 };
+        let valuation = lot.value * rng.gen_range(60..=160) / 100 * keen / 100;
         let span = (lot.ends_at - self.started).num_milliseconds().max(1);
         let arrival =
             self.started + chrono::Duration::milliseconds(rng.gen_range(0..=span * 6 / 10));
@@ -261,14 +263,17 @@ impl War {
                 if view.status != "open" || view.min_next_bid.is_none_or(|m| m > valuation) {
                     return self.crowd.person_done();
                 }
-                self.bid(lot, &user, key(), valuation).await;
-                // Some come back before the end and raise their maximum once.
-                if rng.gen_bool(0.3) {
+                // They start below what they would pay...
+                let opening =
+                    (valuation * rng.gen_range(50..=90) / 100).max(view.min_next_bid.unwrap_or(0));
+                self.bid(lot, &user, key(), opening).await;
+                // ... and most come back before the end, if outbid, with their maximum.
+                if rng.gen_bool(0.6) {
                     let back =
                         view.ends_at - chrono::Duration::milliseconds(rng.gen_range(500..2_500));
                     Self::until(back).await;
                     if let Some(view) = self.view(lot).await {
-                        let raised = valuation * 115 / 100;
+                        let raised = valuation;
                         let leading = view.leader.as_deref() == Some(&user);
                         if view.status == "open"
                             && !leading

@@ -649,7 +649,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(code, n)| format!("{code} {}", thousands(*n)))
         .collect();
-    println!("  refused       {}", refused.join(", "));
+    println!(
+        "  refused       {}",
+        if refused.is_empty() {
+            "none".to_string()
+        } else {
+            refused.join(", ")
+        }
+    );
     if let Some(view) = &run.view {
         for slot in &view.slots {
             println!(
