@@ -228,7 +228,7 @@ impl Crowd {
         let body = Bytes::from(body.to_string());
         let first = self.post_once(&uri, &key_header, &body).await;
         let n = self.writes_seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.retry_every > 0 && n % self.retry_every == 0 {
+        if self.retry_every > 0 && n.is_multiple_of(self.retry_every) {
             let replay = self.post_once(&uri, &key_header, &body).await;
             if let Some(same) = same_answer(&first, &replay) {
                 self.counters.replays.fetch_add(1, Ordering::Relaxed);

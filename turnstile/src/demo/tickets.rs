@@ -29,7 +29,7 @@ use crate::loadgen::thousands;
 
 /// The event the demo sells.
 const EVENT_ID: &str = "demo-night";
-/// Seats per row.
+/// Seats per row (more in sections of over 25,000 seats).
 const ROW_SEATS: u32 = 25;
 /// How long a hold lasts: short, so that lapses happen during the demo.
 const HOLD_TTL_SECONDS: u32 = 3;
@@ -113,11 +113,13 @@ fn event_spec(seats: u32) -> serde_json::Value {
             };
             in_section = in_section.min(left - (SECTIONS.len() - 1 - i) as u32);
             left -= in_section;
-            let rows: Vec<_> = (0..in_section.div_ceil(ROW_SEATS))
+            // Longer rows in a large section: at most 1,000 rows.
+            let row_seats = ROW_SEATS.max(in_section.div_ceil(1_000));
+            let rows: Vec<_> = (0..in_section.div_ceil(row_seats))
                 .map(|r| {
                     json!({
                         "row_id": format!("R{}", r + 1),
-                        "seats": (in_section - r * ROW_SEATS).min(ROW_SEATS),
+                        "seats": (in_section - r * row_seats).min(row_seats),
                     })
                 })
                 .collect();
