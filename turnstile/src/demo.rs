@@ -1,11 +1,27 @@
-//! `turnstile demo`: a whole coupon drop on the embedded default, with a report.
+//! `turnstile demo`: a whole scenario on the embedded default, with a report.
+//!
+//! `--scenario coupons` (the default) is a coupon drop raced by a closed loop
+//! ([`crate::loadgen::ClaimRace`]); the others drive a crowd of simulated people over the
+//! same HTTP client, each person a task of its own ([`crowd`]):
+//! - [`tickets`]: fans hold, confirm, release or abandon best-available seats;
+//! - [`restaurant`]: a dinner rush of bookings, cancellations, waitlists and offers;
+//! - [`auction`]: a bidding war on a few lots with proxy bids and snipers.
+//!
+//! Every scenario starts the embedded stack in a fresh directory, stops it, runs the audit
+//! and checks its own invariants from the answers, the views and the journal; a broken one
+//! fails the demo (exit code 1).
+
+mod auction;
+mod crowd;
+mod restaurant;
+mod tickets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use turnstile_journal::Journal;
 use turnstile_schemas::Decision;
 
@@ -16,12 +32,43 @@ use crate::Tuning;
 /// The campaign the demo creates.
 const DEMO_CAMPAIGN_ID: &str = "demo-drop";
 
+/// What `turnstile demo` plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// A coupon drop: users race for coupons, one each.
+    Coupons,
+    /// A seated event on sale: fans hold best-available seats, most buy, some release,
+    /// some abandon and their holds lapse; lapsed seats are sold again.
+    Tickets,
+    /// A restaurant's dinner rush: bookings, cancellations, waitlists, timed offers.
+    Restaurant,
+    /// An auction: a bidding war on a few lots with proxy bids and last-second snipers.
+    Auction,
+}
+
 /// Options of `turnstile demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Simulated users racing for the coupons (each claims once).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    users: u64,
+    /// What to play.
+    #[arg(long, value_enum, default_value_t = Scenario::Coupons)]
+    scenario: Scenario,
+    /// Simulated people: users racing for coupons (default 100,000), fans (50,000), diners
+    /// (3,000), bidders (600); with --small 20,000, 2,000, 300 and 120.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    users: Option<u64>,
+    /// A small run of the scenario (a few seconds; what the tests run). Explicit sizes
+    /// still win.
+    #[arg(long)]
+    small: bool,
+    /// Tickets: seats in the event (default 5,000; 200 with --small).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=100_000))]
+    seats: Option<u32>,
+    /// Auction: lots on sale (default 5; 2 with --small).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    lots: Option<u32>,
+    /// Seed of the crowd's choices (party sizes, valuations, who abandons, ...).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Coupons in the drop.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     coupons: u32,
@@ -44,6 +91,101 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    match args.scenario {
+        Scenario::Coupons => run_coupons(args).await,
+        Scenario::Tickets => tickets::run(&args).await,
+        Scenario::Restaurant => restaurant::run(&args).await,
+        Scenario::Auction => auction::run(&args).await,
+    }
+}
+
+impl DemoArgs {
+    /// `--users`, or the scenario's default for the run's size.
+    fn users_or(&self, default: u64, small: u64) -> u64 {
+        self.users
+            .unwrap_or(if self.small { small } else { default })
+    }
+}
+
+/// A running stack in a fresh data directory.
+pub(crate) struct DemoStack {
+    pub stack: EmbeddedStack,
+    pub data_dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl DemoStack {
+    /// Starts the embedded stack in `--data-dir` or a temporary directory.
+    pub(crate) async fn start(args: &DemoArgs) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
+        if journal_path(&data_dir).exists() {
+            bail!(
+                "{} already holds turnstile data; the demo needs a fresh directory",
+                data_dir.display()
+            );
+        }
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
+        let stack = EmbeddedStack::start(&args.tuning.stack_config(
+            data_dir.clone(),
+            default_journal(&data_dir),
+            None,
+            listen,
+        ))
+        .await?;
+        Ok(DemoStack {
+            stack,
+            data_dir,
+            _temp: temp,
+        })
+    }
+
+    /// Stops the stack, reads the outcomes of `resources` from the journal (each resource's
+    /// in log order) and runs the audit.
+    pub(crate) async fn stop(
+        self,
+        resources: &[String],
+    ) -> anyhow::Result<(Vec<turnstile_schemas::Outcome>, crate::audit::AuditReport)> {
+        self.stack.stop().await?;
+        let location = default_journal(&self.data_dir);
+        let journal = Journal::open_read_only(&location).await?;
+        let mut outcomes = Vec::new();
+        for lease in journal.partitions().await? {
+            for outcome in journal.load_outcomes(lease.partition).await? {
+                if resources.contains(&outcome.resource_id) {
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        journal.close().await;
+        outcomes.sort_by_key(|o| o.position);
+        let audit = crate::audit::audit_data_dir(&self.data_dir, &location).await?;
+        Ok((outcomes, audit))
+    }
+}
+
+/// Prints the checks and the verdict; exit code 1 when any check failed.
+pub(crate) fn verdict(checks: &[(String, bool)], mut failures: Vec<String>) -> ExitCode {
+    for (check, passed) in checks {
+        println!("  [{}] {check}", if *passed { "ok" } else { "FAILED" });
+        if !passed {
+            failures.push(check.clone());
+        }
+    }
+    if failures.is_empty() {
+        println!("demo: OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("demo: FAILED — {}", failures.join("; "));
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_coupons(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let users = args.users_or(100_000, 20_000);
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data_dir = args
         .data_dir
@@ -66,7 +208,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .await?;
     println!(
         "turnstile demo: {} users race for {} coupons over HTTP on {} ({} partitions, data in {})",
-        args.users,
+        users,
         args.coupons,
         stack.addr,
         args.tuning.partitions,
@@ -76,7 +218,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let race = ClaimRace {
         target: stack.addr.into(),
         campaign_id: DEMO_CAMPAIGN_ID.to_string(),
-        users: args.users,
+        users,
         connections: args.connections as usize,
         retry_every: args.retry_every,
         show_progress: !args.quiet,
@@ -95,7 +237,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     journal.close().await;
     let audit = crate::audit::audit_data_dir(&data_dir, &default_journal(&data_dir)).await?;
 
-    let expected = u64::from(args.coupons).min(args.users);
+    let expected = u64::from(args.coupons).min(users);
     println!();
     print!("{}", report.render());
     println!(

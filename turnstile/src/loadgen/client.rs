@@ -225,10 +225,32 @@ impl Client {
     /// transport failures (at most [`TRANSPORT_RETRIES_MAX`] times, and not at all once
     /// `keep_trying` says no).
     pub async fn post(&mut self, post: Post<'_>, keep_trying: impl Fn() -> bool) -> Exchange {
+        self.send(Method::POST, post, keep_trying).await
+    }
+
+    /// Sends one GET of `uri` (a view or a request's status) and reads the whole answer,
+    /// retried like [`Client::post`] (a GET is safe to repeat).
+    pub async fn get(&mut self, uri: &Uri, keep_trying: impl Fn() -> bool) -> Exchange {
+        let no_body = Bytes::new();
+        let get = Post {
+            uri,
+            key: &HeaderValue::from_static(""),
+            body: &no_body,
+            prefer: None,
+        };
+        self.send(Method::GET, get, keep_trying).await
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        post: Post<'_>,
+        keep_trying: impl Fn() -> bool,
+    ) -> Exchange {
         let mut first_sent = None;
         let mut failures = 0;
         loop {
-            let attempt = self.attempt(post, &mut first_sent);
+            let attempt = self.attempt(method.clone(), post, &mut first_sent);
             let outcome = tokio::time::timeout(REQUEST_TIMEOUT, attempt)
                 .await
                 .unwrap_or_else(|_| {
@@ -267,6 +289,7 @@ impl Client {
     /// One try of one request on the current connection, opening one if needed.
     async fn attempt(
         &mut self,
+        method: Method,
         post: Post<'_>,
         first_sent: &mut Option<Instant>,
     ) -> Result<(StatusCode, Bytes), AttemptError> {
@@ -279,11 +302,13 @@ impl Client {
             }
         };
         let reused = conn.answered > 0;
+        // A GET carries no Idempotency-Key (its `key` is empty).
+        let key = (!post.key.is_empty()).then(|| post.key.clone());
         let request = build_request(
-            Method::POST,
+            method,
             post.uri.clone(),
             self.target.host.clone(),
-            Some(post.key.clone()),
+            key,
             post.prefer.cloned(),
             post.body.clone(),
         );

@@ -86,14 +86,14 @@ pub enum LoadgenError {
 
 /// An empty latency histogram in microseconds, the same bounds everywhere so that workers'
 /// histograms can be added together.
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HISTOGRAM_US_MAX, HISTOGRAM_SIGFIGS)
         .expect("constant histogram bounds are valid")
 }
 
 /// Latency in milliseconds at `quantile` (0.0..=1.0, clamped; 1.0 is the maximum) of a
 /// histogram in microseconds; 0 when it is empty.
-fn quantile_ms(latency_us: &Histogram<u64>, quantile: f64) -> f64 {
+pub(crate) fn quantile_ms(latency_us: &Histogram<u64>, quantile: f64) -> f64 {
     if latency_us.is_empty() {
         return 0.0;
     }
@@ -106,7 +106,7 @@ fn quantile_ms(latency_us: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 /// Microseconds in a duration, at least 1 (the histograms' lowest value), saturating.
-fn micros_at_least_one(elapsed: std::time::Duration) -> u64 {
+pub(crate) fn micros_at_least_one(elapsed: std::time::Duration) -> u64 {
     u64::try_from(elapsed.as_micros())
         .unwrap_or(u64::MAX)
         .max(1)
