@@ -61,6 +61,24 @@ pub enum Command {
     Auction(AuctionCommand),
 }
 
+/// Each domain's commands are a [`Command`] of that domain.
+macro_rules! command_from {
+    ($($domain:ident($command:ty)),* $(,)?) => {
+        $(impl From<$command> for Command {
+            fn from(command: $command) -> Self {
+                Command::$domain(command)
+            }
+        })*
+    };
+}
+
+command_from!(
+    Coupon(CouponCommand),
+    Seats(SeatsCommand),
+    Venue(VenueCommand),
+    Auction(AuctionCommand),
+);
+
 impl Command {
     /// The command's kind, as recorded in its outcome.
     pub fn kind(&self) -> CommandKind {

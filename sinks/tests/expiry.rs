@@ -174,7 +174,7 @@ fn envelope(
     request_id: &str,
     user_id: &str,
     submitted_at: DateTime<Utc>,
-    command: CouponCommand,
+    command: impl Into<Command>,
 ) -> Envelope {
     Envelope {
         v: ENVELOPE_VERSION,
@@ -183,7 +183,7 @@ fn envelope(
         user_id: user_id.into(),
         submitted_at,
         traceparent: None,
-        command: Command::Coupon(command),
+        command: command.into(),
     }
 }
 
@@ -363,17 +363,10 @@ async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once(
                       "rows": [{"row_id": "1", "seats": 4}]}]
     }))
     .unwrap();
-    let seats = |command| Command::Seats(command);
     let at = utc("2026-06-15T10:00:00.123456Z");
     let create = turnstile_schemas::seats::SeatsCommand::CreateEvent { spec };
     stack
-        .append(&seats_envelope(
-            "night",
-            "create",
-            "operator",
-            at,
-            seats(create),
-        ))
+        .append(&envelope("night", "create", "operator", at, create))
         .await;
     stack.decided("night", "create").await;
     let hold = turnstile_schemas::seats::SeatsCommand::HoldBest {
@@ -381,7 +374,7 @@ async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once(
         section: None,
     };
     stack
-        .append(&seats_envelope("night", "hold-1", "kim", at, seats(hold)))
+        .append(&envelope("night", "hold-1", "kim", at, hold))
         .await;
     let Decision::SeatsHeld {
         hold_id,
@@ -435,13 +428,7 @@ async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once(
     };
     let timer_id = format!("timer:lapse_hold:{hold_id}");
     stack
-        .append(&seats_envelope(
-            "night",
-            &timer_id,
-            "kim",
-            expires_at,
-            seats(again),
-        ))
+        .append(&envelope("night", &timer_id, "kim", expires_at, again))
         .await;
     let hold_2 = turnstile_schemas::seats::SeatsCommand::HoldBest {
         count: 4,
@@ -449,13 +436,7 @@ async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once(
     };
     let later = expires_at + chrono::Duration::seconds(1);
     stack
-        .append(&seats_envelope(
-            "night",
-            "hold-2",
-            "lee",
-            later,
-            seats(hold_2),
-        ))
+        .append(&envelope("night", "hold-2", "lee", later, hold_2))
         .await;
     assert!(matches!(
         stack.decided("night", "hold-2").await.decision,
@@ -476,22 +457,4 @@ async fn a_hold_lapses_at_its_expiry_and_its_seats_return_to_stock_exactly_once(
         .filter(|o| matches!(o.decision, Decision::HoldLapsed { .. }))
         .count();
     assert_eq!(lapses, 1, "one lapse outcome");
-}
-
-fn seats_envelope(
-    resource_id: &str,
-    request_id: &str,
-    user_id: &str,
-    submitted_at: DateTime<Utc>,
-    command: Command,
-) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        request_id: request_id.into(),
-        resource_id: resource_id.into(),
-        user_id: user_id.into(),
-        submitted_at,
-        traceparent: None,
-        command,
-    }
 }
