@@ -117,7 +117,10 @@ async fn a_message_left_sending_by_a_crash_is_resent_with_the_same_message_id() 
     )
     .await;
     // The previous process wrote `sending` for bob's message and died.
-    assert!(journal.delivery_sending("ses", 0, 2, at(5)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 2, 0, at(5))
+        .await
+        .unwrap());
     let transport = Scripted::default();
     let mut notifier = Notifier::new(config(), journal.clone(), 1, transport.clone());
     notifier.deliver_pending().await.unwrap();

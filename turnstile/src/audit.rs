@@ -213,7 +213,7 @@ async fn check_sinks(journal: &Journal, report: &mut AuditReport) -> anyhow::Res
             .await?;
         if lost > 0 {
             report.problem(format!(
-                "notifier {sink}: {lost} notifiable outcomes carried past without a delivery ledger row"
+                "notifier {sink}: {lost} notifiable outcomes carried past without a delivery ledger row for their first message"
             ));
         }
         let sum = |count: fn(&SinkPartitionStatus) -> u64| status.iter().map(count).sum::<u64>();
