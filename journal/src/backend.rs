@@ -298,6 +298,7 @@ impl Journal {
     }
 
     /// Records a provider error, leaving the delivery in `state` (`failed` or `sending`).
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     pub async fn delivery_error(
         &self,
         sink: &str,

@@ -645,6 +645,7 @@ impl SqliteJournal {
     /// Records a provider error: `state` is [`DeliveryState::Failed`] for a permanent one,
     /// [`DeliveryState::Sending`] while a transient one is still being retried. A `sent`
     /// row is left as it is.
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     pub async fn delivery_error(
         &self,
         sink: &str,

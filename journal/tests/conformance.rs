@@ -89,6 +89,7 @@ trait Journal {
         at: DateTime<Utc>,
     ) -> Result<(), Error>;
     async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error>;
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     async fn delivery_error(
         &self,
         sink: &str,
@@ -253,6 +254,7 @@ macro_rules! delegate_journal {
             ) -> Result<u64, Error> {
                 <$backend>::carried_without_delivery(self, sink, kinds).await
             }
+            #[allow(clippy::too_many_arguments)] // the ledger key is three of them
             async fn delivery_error(
                 &self,
                 sink: &str,
