@@ -139,6 +139,11 @@ impl Journal {
         on_backend!(self, j => j.archive_record_states().await)
     }
 
+    /// The outcome that created a campaign, event, venue or lot (its spec).
+    pub async fn creation_outcome(&self, resource_id: &str) -> Result<Option<Outcome>, Error> {
+        on_backend!(self, j => j.creation_outcome(resource_id).await)
+    }
+
     /// The committed view of an event, venue or lot.
     pub async fn resource_view(&self, resource_id: &str) -> Result<Option<ResourceView>, Error> {
         on_backend!(self, j => j.resource_view(resource_id).await)
@@ -257,9 +262,10 @@ impl Journal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        on_backend!(self, j => j.delivery_sending(sink, partition, log_offset, at).await)
+        on_backend!(self, j => j.delivery_sending(sink, partition, log_offset, message_index, at).await)
     }
 
     /// Marks a delivery `sent` with the provider's message id.
@@ -268,43 +274,48 @@ impl Journal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        on_backend!(self, j => j.delivery_sent(sink, partition, log_offset, provider_message_id, at).await)
+        on_backend!(self, j => j.delivery_sent(sink, partition, log_offset, message_index, provider_message_id, at).await)
     }
 
-    /// Marks several deliveries `sending` in one transaction; whether each may be sent.
+    /// Marks several deliveries `(partition, log_offset, message_index)` `sending` in one
+    /// transaction; whether each may be sent.
     pub async fn deliveries_sending(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64)],
+        deliveries: &[(u32, u64, u32)],
         at: DateTime<Utc>,
     ) -> Result<Vec<bool>, Error> {
         on_backend!(self, j => j.deliveries_sending(sink, deliveries, at).await)
     }
 
-    /// Marks several deliveries `sent` in one transaction.
+    /// Marks several deliveries `(partition, log_offset, message_index,
+    /// provider_message_id)` `sent` in one transaction.
     pub async fn deliveries_sent(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64, &str)],
+        deliveries: &[(u32, u64, u32, &str)],
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         on_backend!(self, j => j.deliveries_sent(sink, deliveries, at).await)
     }
 
     /// Records a provider error, leaving the delivery in `state` (`failed` or `sending`).
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     pub async fn delivery_error(
         &self,
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         state: DeliveryState,
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        on_backend!(self, j => j.delivery_error(sink, partition, log_offset, state, error, at).await)
+        on_backend!(self, j => j.delivery_error(sink, partition, log_offset, message_index, state, error, at).await)
     }
 
     /// Up to `limit` of `sink`'s unfinished deliveries (`queued` or `sending`).

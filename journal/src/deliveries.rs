@@ -46,7 +46,7 @@ impl DeliveryState {
     }
 }
 
-/// One row of the delivery ledger: one sink's delivery of one outcome.
+/// One row of the delivery ledger: one sink's delivery of one message of an outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
     /// The sink (`mailbox`, `ses`).
@@ -55,6 +55,11 @@ pub struct Delivery {
     pub partition: u32,
     /// The outcome's log offset: with the partition, its id.
     pub log_offset: u64,
+    /// Which of the outcome's messages: 0 for its first (its own user's, and every
+    /// outcome's only message before outcomes could have several), 1.. for the further
+    /// recipients in the decision's order (the waiting parties a cancellation made offers
+    /// to, say).
+    pub message_index: u32,
     /// Where it stands.
     pub state: DeliveryState,
     /// How many times the provider was called for it (each resend after a crash counts).
@@ -73,6 +78,23 @@ impl Delivery {
     /// The outcome id (`<partition>-<log_offset>`), as messages and the CLI show it.
     pub fn outcome_id(&self) -> String {
         format!("{}-{}", self.partition, self.log_offset)
+    }
+
+    /// The message's id in the ledger, as logs and the CLI show it: the outcome id for
+    /// message 0, `<outcome id>.<index>` for the further ones.
+    pub fn message_key(&self) -> String {
+        message_key(&self.outcome_id(), self.message_index)
+    }
+}
+
+/// A message's id in the ledger from its outcome id and index: the outcome id alone for
+/// message 0 (so an outcome's first message keeps the name it had when each outcome had one
+/// message), `<outcome id>.<index>` for the others.
+pub fn message_key(outcome_id: &str, message_index: u32) -> String {
+    if message_index == 0 {
+        outcome_id.to_string()
+    } else {
+        format!("{outcome_id}.{message_index}")
     }
 }
 
@@ -101,8 +123,7 @@ pub struct SinkPartitionStatus {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn delivery_from_columns(
     sink: String,
-    partition: i64,
-    log_offset: i64,
+    (partition, log_offset, message_index): (i64, i64, i64),
     state: &str,
     attempts: i64,
     last_error: Option<String>,
@@ -114,6 +135,7 @@ pub(crate) fn delivery_from_columns(
         sink,
         partition: partition as u32,
         log_offset: log_offset as u64,
+        message_index: message_index as u32,
         state: DeliveryState::parse(state)?,
         attempts: attempts as u32,
         last_error,

@@ -27,7 +27,7 @@ mod rows;
 pub mod sqlite;
 
 pub use backend::{Journal, JournalLocation};
-pub use deliveries::{Delivery, DeliveryState, SinkPartitionStatus};
+pub use deliveries::{message_key, Delivery, DeliveryState, SinkPartitionStatus};
 pub use postgres::PostgresJournal;
 pub use rows::{
     expected_archive_records, outcome_json, ArchiveMismatch, CampaignRow, CouponRow, LimitBreach,

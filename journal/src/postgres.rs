@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_archive.sql"),
     include_str!("../migrations/postgres/0005_timer_subjects.sql"),
     include_str!("../migrations/postgres/0006_resource_views.sql"),
+    include_str!("../migrations/postgres/0007_delivery_messages.sql"),
     include_str!("../migrations/postgres/0008_archive_records.sql"),
 ];
 
@@ -257,6 +258,21 @@ impl PostgresJournal {
         )
         .bind(resource_id)
         .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        body.as_deref().map(parse_json).transpose()
+    }
+
+    /// The outcome that created `resource_id` (a campaign, event, venue or lot), if it was
+    /// created: its spec, which never changes, is what notifications about the resource
+    /// need (title, time zone, locale). The first, if an identical creation was repeated.
+    pub async fn creation_outcome(&self, resource_id: &str) -> Result<Option<Outcome>, Error> {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM outcomes WHERE resource_id = $1
+               AND status IN ('campaign_created', 'event_created', 'venue_created', 'lot_created')
+             ORDER BY partition, log_offset LIMIT 1",
+        )
+        .bind(resource_id)
         .fetch_optional(&self.pool)
         .await?;
         body.as_deref().map(parse_json).transpose()
@@ -536,14 +552,16 @@ impl PostgresJournal {
     }
 
     /// Outbox entries of `kinds` that `sink`'s progress has passed but its delivery ledger
-    /// has no row for: effects lost, if the sink sends every entry of those kinds.
+    /// has no row of message 0 for: effects lost, if the sink sends at least one message for
+    /// every entry of those kinds.
     pub async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error> {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM outbox o
              JOIN sink_progress s ON s.partition = o.partition AND s.sink = $1
              WHERE o.log_offset < s.next_offset AND o.kind = ANY($2)
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sink = s.sink
-                   AND d.partition = o.partition AND d.log_offset = o.log_offset)",
+                   AND d.partition = o.partition AND d.log_offset = o.log_offset
+                  AND d.message_index = 0)",
         )
         .bind(sink)
         .bind(kinds)
@@ -576,7 +594,7 @@ impl PostgresJournal {
         let rows: Vec<PgDeliveryColumns> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
              WHERE sink = $1 AND partition = $2 AND log_offset >= $3 AND log_offset < $4
-             ORDER BY log_offset"
+             ORDER BY log_offset, message_index"
         ))
         .bind(sink)
         .bind(i64::from(partition))
@@ -587,7 +605,8 @@ impl PostgresJournal {
         rows.into_iter().map(pg_delivery).collect()
     }
 
-    /// Records that `sink` is about to hand an outcome to its provider: the row becomes
+    /// Records that `sink` is about to hand one message of an outcome to its provider (message
+    /// `message_index`: 0 the first): the row becomes
     /// `sending` with one more attempt. Returns false, changing nothing, when the row is
     /// already `sent`: the message must not go out again.
     pub async fn delivery_sending(
@@ -595,9 +614,16 @@ impl PostgresJournal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        mark_sending(&self.pool, sink, partition, log_offset, &at).await
+        mark_sending(
+            &self.pool,
+            sink,
+            (partition, log_offset, message_index),
+            &at,
+        )
+        .await
     }
 
     /// [`delivery_sending`](Self::delivery_sending) for several deliveries in one
@@ -605,13 +631,13 @@ impl PostgresJournal {
     pub async fn deliveries_sending(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64)],
+        deliveries: &[(u32, u64, u32)],
         at: DateTime<Utc>,
     ) -> Result<Vec<bool>, Error> {
         let mut tx = self.pool.begin().await?;
         let mut may_send = Vec::with_capacity(deliveries.len());
-        for &(partition, log_offset) in deliveries {
-            may_send.push(mark_sending(&mut *tx, sink, partition, log_offset, &at).await?);
+        for &key in deliveries {
+            may_send.push(mark_sending(&mut *tx, sink, key, &at).await?);
         }
         tx.commit().await?;
         Ok(may_send)
@@ -623,24 +649,25 @@ impl PostgresJournal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         mark_sent(
             &self.pool,
             sink,
-            (partition, log_offset, provider_message_id),
+            (partition, log_offset, message_index, provider_message_id),
             &at,
         )
         .await
     }
 
     /// [`delivery_sent`](Self::delivery_sent) for several deliveries in one transaction:
-    /// `(partition, log_offset, provider_message_id)` each.
+    /// `(partition, log_offset, message_index, provider_message_id)` each.
     pub async fn deliveries_sent(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64, &str)],
+        deliveries: &[(u32, u64, u32, &str)],
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
@@ -654,18 +681,21 @@ impl PostgresJournal {
     /// Records a provider error: `state` is [`DeliveryState::Failed`] for a permanent one,
     /// [`DeliveryState::Sending`] while a transient one is still being retried. A `sent`
     /// row is left as it is.
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     pub async fn delivery_error(
         &self,
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         state: DeliveryState,
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         sqlx::query(
             "UPDATE deliveries SET state = $1, last_error = $2, updated_at = $3
-             WHERE sink = $4 AND partition = $5 AND log_offset = $6 AND state <> 'sent'",
+             WHERE sink = $4 AND partition = $5 AND log_offset = $6 AND message_index = $7
+               AND state <> 'sent'",
         )
         .bind(state.as_str())
         .bind(error)
@@ -673,6 +703,7 @@ impl PostgresJournal {
         .bind(sink)
         .bind(i64::from(partition))
         .bind(log_offset as i64)
+        .bind(message_index as i32)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -688,7 +719,7 @@ impl PostgresJournal {
     ) -> Result<Vec<Delivery>, Error> {
         let rows: Vec<PgDeliveryColumns> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE sink = $1 AND state IN ('queued', 'sending')
-             ORDER BY partition, log_offset LIMIT $2"
+             ORDER BY partition, log_offset, message_index LIMIT $2"
         ))
         .bind(sink)
         .bind(i64::from(limit))
@@ -756,11 +787,12 @@ impl PostgresJournal {
 }
 
 /// The ledger's columns, in the order [`pg_delivery`] reads them.
-const DELIVERY_COLUMNS: &str = "sink, partition, log_offset, state, attempts::bigint, \
-     last_error, provider_message_id, first_attempt_at, updated_at";
+const DELIVERY_COLUMNS: &str = "sink, partition, log_offset, message_index::bigint, state, \
+     attempts::bigint, last_error, provider_message_id, first_attempt_at, updated_at";
 
 type PgDeliveryColumns = (
     String,
+    i64,
     i64,
     i64,
     String,
@@ -772,11 +804,11 @@ type PgDeliveryColumns = (
 );
 
 fn pg_delivery(columns: PgDeliveryColumns) -> Result<Delivery, Error> {
-    let (sink, partition, offset, state, attempts, error, provider_id, first, updated) = columns;
+    let (sink, partition, offset, message, state, attempts, error, provider_id, first, updated) =
+        columns;
     delivery_from_columns(
         sink,
-        partition,
-        offset,
+        (partition, offset, message),
         &state,
         attempts,
         error,
@@ -1191,15 +1223,15 @@ async fn save_progress<'e>(
 async fn mark_sending<'e>(
     executor: impl sqlx::Executor<'e, Database = Postgres>,
     sink: &str,
-    partition: u32,
-    log_offset: u64,
+    (partition, log_offset, message_index): (u32, u64, u32),
     at: &DateTime<Utc>,
 ) -> Result<bool, Error> {
     let done = sqlx::query(
         "INSERT INTO deliveries
-             (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
-         VALUES ($1, $2, $3, 'sending', 1, $4, $4)
-         ON CONFLICT (sink, partition, log_offset) DO UPDATE
+             (sink, partition, log_offset, message_index, state, attempts, first_attempt_at,
+              updated_at)
+         VALUES ($1, $2, $3, $4, 'sending', 1, $5, $5)
+         ON CONFLICT (sink, partition, log_offset, message_index) DO UPDATE
              SET state = 'sending', attempts = deliveries.attempts + 1,
                  updated_at = excluded.updated_at
              WHERE deliveries.state <> 'sent'",
@@ -1207,6 +1239,7 @@ async fn mark_sending<'e>(
     .bind(sink)
     .bind(i64::from(partition))
     .bind(log_offset as i64)
+    .bind(message_index as i32)
     .bind(stored_time(at))
     .execute(executor)
     .await?;
@@ -1217,18 +1250,19 @@ async fn mark_sending<'e>(
 async fn mark_sent<'e>(
     executor: impl sqlx::Executor<'e, Database = Postgres>,
     sink: &str,
-    (partition, log_offset, provider_message_id): (u32, u64, &str),
+    (partition, log_offset, message_index, provider_message_id): (u32, u64, u32, &str),
     at: &DateTime<Utc>,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE deliveries SET state = 'sent', provider_message_id = $1, updated_at = $2
-         WHERE sink = $3 AND partition = $4 AND log_offset = $5",
+         WHERE sink = $3 AND partition = $4 AND log_offset = $5 AND message_index = $6",
     )
     .bind(provider_message_id)
     .bind(stored_time(at))
     .bind(sink)
     .bind(i64::from(partition))
     .bind(log_offset as i64)
+    .bind(message_index as i32)
     .execute(executor)
     .await?;
     Ok(())

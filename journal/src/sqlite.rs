@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_archive.sql"),
     include_str!("../migrations/0006_timer_subjects.sql"),
     include_str!("../migrations/0007_resource_views.sql"),
+    include_str!("../migrations/0008_delivery_messages.sql"),
     include_str!("../migrations/0009_archive_records.sql"),
 ];
 
@@ -225,6 +226,21 @@ impl SqliteJournal {
         )
         .bind(resource_id)
         .bind(request_id)
+        .fetch_optional(&self.readers)
+        .await?;
+        body.as_deref().map(parse_json).transpose()
+    }
+
+    /// The outcome that created `resource_id` (a campaign, event, venue or lot), if it was
+    /// created: its spec, which never changes, is what notifications about the resource
+    /// need (title, time zone, locale). The first, if an identical creation was repeated.
+    pub async fn creation_outcome(&self, resource_id: &str) -> Result<Option<Outcome>, Error> {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM outcomes WHERE resource_id = ?
+               AND status IN ('campaign_created', 'event_created', 'venue_created', 'lot_created')
+             ORDER BY partition, log_offset LIMIT 1",
+        )
+        .bind(resource_id)
         .fetch_optional(&self.readers)
         .await?;
         body.as_deref().map(parse_json).transpose()
@@ -507,7 +523,8 @@ impl SqliteJournal {
     }
 
     /// Outbox entries of `kinds` that `sink`'s progress has passed but its delivery ledger
-    /// has no row for: effects lost, if the sink sends every entry of those kinds.
+    /// has no row of message 0 for: effects lost, if the sink sends at least one message for
+    /// every entry of those kinds.
     pub async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error> {
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT count(*) FROM outbox o
@@ -517,7 +534,8 @@ impl SqliteJournal {
         query.push(
             " WHERE o.log_offset < s.next_offset
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sink = s.sink
-                  AND d.partition = o.partition AND d.log_offset = o.log_offset)
+                  AND d.partition = o.partition AND d.log_offset = o.log_offset
+                  AND d.message_index = 0)
               AND o.kind IN (",
         );
         let mut separated = query.separated(", ");
@@ -554,7 +572,7 @@ impl SqliteJournal {
         let rows: Vec<SqliteDeliveryColumns> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
              WHERE sink = ? AND partition = ? AND log_offset >= ? AND log_offset < ?
-             ORDER BY log_offset"
+             ORDER BY log_offset, message_index"
         ))
         .bind(sink)
         .bind(partition as i64)
@@ -565,7 +583,8 @@ impl SqliteJournal {
         rows.into_iter().map(sqlite_delivery).collect()
     }
 
-    /// Records that `sink` is about to hand an outcome to its provider: the row becomes
+    /// Records that `sink` is about to hand one message of an outcome to its provider (message
+    /// `message_index`: 0 the first): the row becomes
     /// `sending` with one more attempt. Returns false, changing nothing, when the row is
     /// already `sent`: the message must not go out again.
     pub async fn delivery_sending(
@@ -573,9 +592,16 @@ impl SqliteJournal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        mark_sending(&self.writer, sink, partition, log_offset, &at).await
+        mark_sending(
+            &self.writer,
+            sink,
+            (partition, log_offset, message_index),
+            &at,
+        )
+        .await
     }
 
     /// [`delivery_sending`](Self::delivery_sending) for several deliveries in one
@@ -583,13 +609,13 @@ impl SqliteJournal {
     pub async fn deliveries_sending(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64)],
+        deliveries: &[(u32, u64, u32)],
         at: DateTime<Utc>,
     ) -> Result<Vec<bool>, Error> {
         let mut tx = self.writer.begin().await?;
         let mut may_send = Vec::with_capacity(deliveries.len());
-        for &(partition, log_offset) in deliveries {
-            may_send.push(mark_sending(&mut *tx, sink, partition, log_offset, &at).await?);
+        for &key in deliveries {
+            may_send.push(mark_sending(&mut *tx, sink, key, &at).await?);
         }
         tx.commit().await?;
         Ok(may_send)
@@ -601,24 +627,25 @@ impl SqliteJournal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         mark_sent(
             &self.writer,
             sink,
-            (partition, log_offset, provider_message_id),
+            (partition, log_offset, message_index, provider_message_id),
             &at,
         )
         .await
     }
 
     /// [`delivery_sent`](Self::delivery_sent) for several deliveries in one transaction:
-    /// `(partition, log_offset, provider_message_id)` each.
+    /// `(partition, log_offset, message_index, provider_message_id)` each.
     pub async fn deliveries_sent(
         &self,
         sink: &str,
-        deliveries: &[(u32, u64, &str)],
+        deliveries: &[(u32, u64, u32, &str)],
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut tx = self.writer.begin().await?;
@@ -632,18 +659,21 @@ impl SqliteJournal {
     /// Records a provider error: `state` is [`DeliveryState::Failed`] for a permanent one,
     /// [`DeliveryState::Sending`] while a transient one is still being retried. A `sent`
     /// row is left as it is.
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     pub async fn delivery_error(
         &self,
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         state: DeliveryState,
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         sqlx::query(
             "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ?
-             WHERE sink = ? AND partition = ? AND log_offset = ? AND state <> 'sent'",
+             WHERE sink = ? AND partition = ? AND log_offset = ? AND message_index = ?
+               AND state <> 'sent'",
         )
         .bind(state.as_str())
         .bind(error)
@@ -651,6 +681,7 @@ impl SqliteJournal {
         .bind(sink)
         .bind(partition as i64)
         .bind(log_offset as i64)
+        .bind(i64::from(message_index))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -666,7 +697,7 @@ impl SqliteJournal {
     ) -> Result<Vec<Delivery>, Error> {
         let rows: Vec<SqliteDeliveryColumns> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE sink = ? AND state IN ('queued', 'sending')
-             ORDER BY partition, log_offset LIMIT ?"
+             ORDER BY partition, log_offset, message_index LIMIT ?"
         ))
         .bind(sink)
         .bind(i64::from(limit))
@@ -724,11 +755,13 @@ impl SqliteJournal {
 }
 
 /// The ledger's columns, in the order [`sqlite_delivery`] reads them.
-const DELIVERY_COLUMNS: &str = "sink, partition, log_offset, state, attempts, last_error, \
+const DELIVERY_COLUMNS: &str =
+    "sink, partition, log_offset, message_index, state, attempts, last_error, \
      provider_message_id, first_attempt_at, updated_at";
 
 type SqliteDeliveryColumns = (
     String,
+    i64,
     i64,
     i64,
     String,
@@ -740,11 +773,11 @@ type SqliteDeliveryColumns = (
 );
 
 fn sqlite_delivery(columns: SqliteDeliveryColumns) -> Result<Delivery, Error> {
-    let (sink, partition, offset, state, attempts, error, provider_id, first, updated) = columns;
+    let (sink, partition, offset, message, state, attempts, error, provider_id, first, updated) =
+        columns;
     delivery_from_columns(
         sink,
-        partition,
-        offset,
+        (partition, offset, message),
         &state,
         attempts,
         error,
@@ -934,16 +967,16 @@ async fn save_progress<'e>(
 async fn mark_sending<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
     sink: &str,
-    partition: u32,
-    log_offset: u64,
+    (partition, log_offset, message_index): (u32, u64, u32),
     at: &DateTime<Utc>,
 ) -> Result<bool, Error> {
     let at = time_text(at);
     let done = sqlx::query(
         "INSERT INTO deliveries
-             (sink, partition, log_offset, state, attempts, first_attempt_at, updated_at)
-         VALUES (?, ?, ?, 'sending', 1, ?, ?)
-         ON CONFLICT (sink, partition, log_offset) DO UPDATE
+             (sink, partition, log_offset, message_index, state, attempts, first_attempt_at,
+              updated_at)
+         VALUES (?, ?, ?, ?, 'sending', 1, ?, ?)
+         ON CONFLICT (sink, partition, log_offset, message_index) DO UPDATE
              SET state = 'sending', attempts = deliveries.attempts + 1,
                  updated_at = excluded.updated_at
              WHERE deliveries.state <> 'sent'",
@@ -951,6 +984,7 @@ async fn mark_sending<'e>(
     .bind(sink)
     .bind(partition as i64)
     .bind(log_offset as i64)
+    .bind(i64::from(message_index))
     .bind(&at)
     .bind(&at)
     .execute(executor)
@@ -962,18 +996,19 @@ async fn mark_sending<'e>(
 async fn mark_sent<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
     sink: &str,
-    (partition, log_offset, provider_message_id): (u32, u64, &str),
+    (partition, log_offset, message_index, provider_message_id): (u32, u64, u32, &str),
     at: &DateTime<Utc>,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE deliveries SET state = 'sent', provider_message_id = ?, updated_at = ?
-         WHERE sink = ? AND partition = ? AND log_offset = ?",
+         WHERE sink = ? AND partition = ? AND log_offset = ? AND message_index = ?",
     )
     .bind(provider_message_id)
     .bind(time_text(at))
     .bind(sink)
     .bind(partition as i64)
     .bind(log_offset as i64)
+    .bind(i64::from(message_index))
     .execute(executor)
     .await?;
     Ok(())
@@ -1059,4 +1094,64 @@ async fn insert_archived(tx: &mut Tx<'_>, issued: &[(String, &Coupon)]) -> Resul
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+
+    use super::*;
+
+    /// A journal whose ledger was written when each outcome had one message: after
+    /// `0008_delivery_messages.sql` its rows are message 0, so a `sent` one is never sent
+    /// again and its state, attempts and times are as they were.
+    #[tokio::test]
+    async fn the_per_message_migration_keeps_old_rows_as_message_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        let before_messages = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before_messages] {
+            sqlx::raw_sql(sql).execute(&old).await.unwrap();
+        }
+        sqlx::raw_sql(&format!("PRAGMA user_version = {before_messages}"))
+            .execute(&old)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO deliveries (sink, partition, log_offset, state, attempts, last_error,
+                 provider_message_id, first_attempt_at, updated_at)
+             VALUES ('ses', 0, 5, 'sent', 2, 'throttled', 'm-5',
+                     '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z'),
+                    ('ses', 0, 6, 'failed', 1, 'rejected', NULL,
+                     '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:02.000Z')",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let journal = SqliteJournal::open(&path).await.unwrap();
+        let rows = journal.deliveries("ses", 0, 0..10).await.unwrap();
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.message_key(), r.message_index, r.state, r.attempts))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("0-5".into(), 0, DeliveryState::Sent, 2),
+                ("0-6".into(), 0, DeliveryState::Failed, 1),
+            ]
+        );
+        assert_eq!(rows[0].provider_message_id.as_deref(), Some("m-5"));
+        assert_eq!(rows[0].last_error.as_deref(), Some("throttled"));
+        let at = parse_time("2026-01-02T00:00:00.000Z").unwrap();
+        assert!(!journal.delivery_sending("ses", 0, 5, 0, at).await.unwrap());
+        assert!(journal.delivery_sending("ses", 0, 5, 1, at).await.unwrap());
+        journal.close().await;
+    }
 }

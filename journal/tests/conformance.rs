@@ -32,6 +32,7 @@ trait Journal {
     async fn load_outcomes(&self, partition: u32) -> Result<Vec<Outcome>, Error>;
     async fn stored_outcomes(&self, partition: u32) -> Result<Vec<StoredOutcome>, Error>;
     async fn outcome(&self, resource_id: &str, request_id: &str) -> Result<Option<Outcome>, Error>;
+    async fn creation_outcome(&self, resource_id: &str) -> Result<Option<Outcome>, Error>;
     async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error>;
     async fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRow>, Error>;
     async fn campaigns(&self) -> Result<Vec<CampaignRow>, Error>;
@@ -63,21 +64,38 @@ trait Journal {
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, Error>;
+    async fn deliveries_sending(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64, u32)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, Error>;
     async fn delivery_sent(
         &self,
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         provider_message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error>;
+    async fn deliveries_sent(
+        &self,
+        sink: &str,
+        deliveries: &[(u32, u64, u32, &str)],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error>;
+    async fn carried_without_delivery(&self, sink: &str, kinds: &[&str]) -> Result<u64, Error>;
+    #[allow(clippy::too_many_arguments)] // the ledger key is three of them
     async fn delivery_error(
         &self,
         sink: &str,
         partition: u32,
         log_offset: u64,
+        message_index: u32,
         state: DeliveryState,
         error: &str,
         at: DateTime<Utc>,
@@ -135,6 +153,9 @@ macro_rules! delegate_journal {
             ) -> Result<Option<Outcome>, Error> {
                 <$backend>::outcome(self, resource_id, request_id).await
             }
+            async fn creation_outcome(&self, resource_id: &str) -> Result<Option<Outcome>, Error> {
+                <$backend>::creation_outcome(self, resource_id).await
+            }
             async fn decided_requests(&self) -> Result<Vec<(String, String)>, Error> {
                 <$backend>::decided_requests(self).await
             }
@@ -185,15 +206,26 @@ macro_rules! delegate_journal {
                 sink: &str,
                 partition: u32,
                 log_offset: u64,
+                message_index: u32,
                 at: DateTime<Utc>,
             ) -> Result<bool, Error> {
-                <$backend>::delivery_sending(self, sink, partition, log_offset, at).await
+                <$backend>::delivery_sending(self, sink, partition, log_offset, message_index, at)
+                    .await
+            }
+            async fn deliveries_sending(
+                &self,
+                sink: &str,
+                deliveries: &[(u32, u64, u32)],
+                at: DateTime<Utc>,
+            ) -> Result<Vec<bool>, Error> {
+                <$backend>::deliveries_sending(self, sink, deliveries, at).await
             }
             async fn delivery_sent(
                 &self,
                 sink: &str,
                 partition: u32,
                 log_offset: u64,
+                message_index: u32,
                 provider_message_id: &str,
                 at: DateTime<Utc>,
             ) -> Result<(), Error> {
@@ -202,22 +234,49 @@ macro_rules! delegate_journal {
                     sink,
                     partition,
                     log_offset,
+                    message_index,
                     provider_message_id,
                     at,
                 )
                 .await
             }
+            async fn deliveries_sent(
+                &self,
+                sink: &str,
+                deliveries: &[(u32, u64, u32, &str)],
+                at: DateTime<Utc>,
+            ) -> Result<(), Error> {
+                <$backend>::deliveries_sent(self, sink, deliveries, at).await
+            }
+            async fn carried_without_delivery(
+                &self,
+                sink: &str,
+                kinds: &[&str],
+            ) -> Result<u64, Error> {
+                <$backend>::carried_without_delivery(self, sink, kinds).await
+            }
+            #[allow(clippy::too_many_arguments)] // the ledger key is three of them
             async fn delivery_error(
                 &self,
                 sink: &str,
                 partition: u32,
                 log_offset: u64,
+                message_index: u32,
                 state: DeliveryState,
                 error: &str,
                 at: DateTime<Utc>,
             ) -> Result<(), Error> {
-                <$backend>::delivery_error(self, sink, partition, log_offset, state, error, at)
-                    .await
+                <$backend>::delivery_error(
+                    self,
+                    sink,
+                    partition,
+                    log_offset,
+                    message_index,
+                    state,
+                    error,
+                    at,
+                )
+                .await
             }
             async fn deliveries_unfinished(
                 &self,
@@ -321,6 +380,7 @@ conformance!(
     sink_progress_is_kept_per_sink_and_partition,
     delivery_ledger_never_resends_a_sent_outcome,
     delivery_ledger_failures_are_kept_and_redriven,
+    delivery_ledger_keeps_each_message_of_an_outcome_apart,
     sink_status_shows_progress_backlog_and_counts,
     limit_breaches_are_reported,
     a_batch_of_thousands_commits_whole,
@@ -646,7 +706,10 @@ async fn sink_progress_is_kept_per_sink_and_partition(journal: &impl Journal) {
 /// called, `sent` after; a `sent` row refuses to become `sending` again, and a `sending` row
 /// found later (a crash mid-send) may be resent, counting the attempt.
 async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
-    assert!(journal.delivery_sending("ses", 0, 5, at(10)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 5, 0, at(10))
+        .await
+        .unwrap());
     let rows = journal.deliveries("ses", 0, 0..100).await.unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
@@ -658,9 +721,12 @@ async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
     assert_eq!(row.provider_message_id, None);
 
     // Found `sending` after a crash: resent, one more attempt.
-    assert!(journal.delivery_sending("ses", 0, 5, at(20)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 5, 0, at(20))
+        .await
+        .unwrap());
     journal
-        .delivery_sent("ses", 0, 5, "ses-message-1", at(21))
+        .delivery_sent("ses", 0, 5, 0, "ses-message-1", at(21))
         .await
         .unwrap();
     let row = journal.deliveries("ses", 0, 5..6).await.unwrap().remove(0);
@@ -670,9 +736,12 @@ async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
     assert_eq!((row.first_attempt_at, row.updated_at), (at(10), at(21)));
 
     // Sent is final: neither a new attempt nor a late error changes it.
-    assert!(!journal.delivery_sending("ses", 0, 5, at(30)).await.unwrap());
+    assert!(!journal
+        .delivery_sending("ses", 0, 5, 0, at(30))
+        .await
+        .unwrap());
     journal
-        .delivery_error("ses", 0, 5, DeliveryState::Failed, "late", at(31))
+        .delivery_error("ses", 0, 5, 0, DeliveryState::Failed, "late", at(31))
         .await
         .unwrap();
     let again = journal.deliveries("ses", 0, 5..6).await.unwrap().remove(0);
@@ -680,7 +749,7 @@ async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
 
     // Keyed per sink and outcome: the mailbox's delivery of the same outcome is its own.
     assert!(journal
-        .delivery_sending("mailbox", 0, 5, at(40))
+        .delivery_sending("mailbox", 0, 5, 0, at(40))
         .await
         .unwrap());
     assert_eq!(journal.deliveries("ses", 0, 0..5).await.unwrap(), []);
@@ -694,12 +763,12 @@ async fn delivery_ledger_never_resends_a_sent_outcome(journal: &impl Journal) {
 async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) {
     for offset in [1, 2, 3] {
         assert!(journal
-            .delivery_sending("ses", 2, offset, at(1))
+            .delivery_sending("ses", 2, offset, 0, at(1))
             .await
             .unwrap());
     }
     journal
-        .delivery_error("ses", 2, 1, DeliveryState::Sending, "throttled", at(2))
+        .delivery_error("ses", 2, 1, 0, DeliveryState::Sending, "throttled", at(2))
         .await
         .unwrap();
     for offset in [2, 3] {
@@ -708,6 +777,7 @@ async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) 
                 "ses",
                 2,
                 offset,
+                0,
                 DeliveryState::Failed,
                 "rejected: bad address",
                 at(2),
@@ -716,11 +786,19 @@ async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) 
             .unwrap();
     }
     assert!(journal
-        .delivery_sending("mailbox", 0, 9, at(1))
+        .delivery_sending("mailbox", 0, 9, 0, at(1))
         .await
         .unwrap());
     journal
-        .delivery_error("mailbox", 0, 9, DeliveryState::Failed, "disk full", at(2))
+        .delivery_error(
+            "mailbox",
+            0,
+            9,
+            0,
+            DeliveryState::Failed,
+            "disk full",
+            at(2),
+        )
         .await
         .unwrap();
     let rows = journal.deliveries("ses", 2, 0..10).await.unwrap();
@@ -744,7 +822,7 @@ async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) 
         ("2-1".into(), DeliveryState::Sending)
     );
     journal
-        .delivery_sent("ses", 2, 1, "m-1", at(3))
+        .delivery_sent("ses", 2, 1, 0, "m-1", at(3))
         .await
         .unwrap();
     assert_eq!(journal.deliveries_unfinished("ses", 10).await.unwrap(), []);
@@ -808,13 +886,138 @@ async fn delivery_ledger_failures_are_kept_and_redriven(journal: &impl Journal) 
     );
 
     // A queued row is sent like any other.
-    assert!(journal.delivery_sending("ses", 2, 2, at(7)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 2, 2, 0, at(7))
+        .await
+        .unwrap());
     journal
-        .delivery_sent("ses", 2, 2, "m-2", at(8))
+        .delivery_sent("ses", 2, 2, 0, "m-2", at(8))
         .await
         .unwrap();
     let row = journal.deliveries("ses", 2, 2..3).await.unwrap().remove(0);
     assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 2));
+}
+
+/// One outcome may call for several messages (a cancellation tells its guest and each
+/// waiting party it made an offer to): the ledger is keyed per message,
+/// (sink, partition, log_offset, message_index), each with its own state, attempts and
+/// redrive; grouped writes, status counts and the audit's check of message 0 see each.
+async fn delivery_ledger_keeps_each_message_of_an_outcome_apart(journal: &impl Journal) {
+    let keys = [(0, 1, 0), (0, 1, 1), (0, 1, 2), (0, 3, 0)];
+    assert_eq!(
+        journal
+            .deliveries_sending("ses", &keys, at(1))
+            .await
+            .unwrap(),
+        [true; 4]
+    );
+    journal
+        .deliveries_sent("ses", &[(0, 1, 0, "m-0"), (0, 1, 2, "m-2")], at(2))
+        .await
+        .unwrap();
+    journal
+        .delivery_error("ses", 0, 1, 1, DeliveryState::Failed, "rejected", at(3))
+        .await
+        .unwrap();
+    let rows = journal.deliveries("ses", 0, 0..10).await.unwrap();
+    let states: Vec<_> = rows
+        .iter()
+        .map(|r| (r.message_key(), r.state, r.provider_message_id.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("0-1".into(), DeliveryState::Sent, Some("m-0")),
+            ("0-1.1".into(), DeliveryState::Failed, None),
+            ("0-1.2".into(), DeliveryState::Sent, Some("m-2")),
+            ("0-3".into(), DeliveryState::Sending, None),
+        ]
+    );
+    // A sent message refuses to be sent again; its siblings are their own.
+    assert_eq!(
+        journal
+            .deliveries_sending("ses", &keys, at(4))
+            .await
+            .unwrap(),
+        [false, true, false, true]
+    );
+    journal
+        .delivery_error("ses", 0, 1, 1, DeliveryState::Failed, "rejected", at(5))
+        .await
+        .unwrap();
+    journal
+        .delivery_sent("ses", 0, 3, 0, "m-3", at(5))
+        .await
+        .unwrap();
+
+    // A redrive of the outcome re-drives its failed message only.
+    let redriven = journal
+        .redrive_failed_deliveries(Some("ses"), Some((0, 1)), at(6))
+        .await
+        .unwrap();
+    assert_eq!(redriven, 1);
+    let queued = journal.deliveries_unfinished("ses", 10).await.unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|r| (r.message_key(), r.message_index, r.state, r.attempts))
+            .collect::<Vec<_>>(),
+        [("0-1.1".into(), 1, DeliveryState::Queued, 2)]
+    );
+    assert!(journal
+        .delivery_sending("ses", 0, 1, 1, at(7))
+        .await
+        .unwrap());
+    journal
+        .delivery_sent("ses", 0, 1, 1, "m-1", at(8))
+        .await
+        .unwrap();
+    let row = journal.deliveries("ses", 0, 1..2).await.unwrap().remove(1);
+    assert_eq!(
+        (
+            row.message_index,
+            row.state,
+            row.attempts,
+            row.provider_message_id
+        ),
+        (1, DeliveryState::Sent, 3, Some("m-1".into()))
+    );
+    assert_eq!(row.last_error.as_deref(), Some("rejected"));
+
+    // Status counts messages; the audit's check wants message 0 of each carried outcome.
+    let lease = journal.acquire(0).await.unwrap();
+    let outcomes = vec![
+        campaign(0, 0, "drop", 10, 1),
+        grant(0, 1, "drop", 1, "alice"),
+        grant(0, 2, "drop", 2, "bob"),
+        grant(0, 3, "drop", 3, "carol"),
+    ];
+    journal.commit(&batch(lease, 4, outcomes)).await.unwrap();
+    // The notifier finds a resource's spec in the outcome that created it.
+    let created = journal.creation_outcome("drop").await.unwrap().unwrap();
+    assert_eq!(
+        created.position,
+        LogPosition {
+            partition: 0,
+            offset: 0
+        }
+    );
+    assert_eq!(journal.creation_outcome("nothing").await.unwrap(), None);
+    journal.save_sink_progress("ses", 0, 4).await.unwrap();
+    let status = journal.sink_status("ses").await.unwrap();
+    assert_eq!((status[0].sent, status[0].failed), (4, 0));
+    assert!(journal
+        .delivery_sending("ses", 0, 2, 1, at(9))
+        .await
+        .unwrap());
+    assert_eq!(
+        journal
+            .carried_without_delivery("ses", &["coupon_granted"])
+            .await
+            .unwrap(),
+        1,
+        "offset 2 has a message 1 but no message 0"
+    );
 }
 
 /// `turnstile sinks status`: per partition a processor took, the sink's progress, the
@@ -830,12 +1033,18 @@ async fn sink_status_shows_progress_backlog_and_counts(journal: &impl Journal) {
     journal.commit(&batch(lease0, 4, outcomes)).await.unwrap();
     journal.acquire(1).await.unwrap();
     journal.save_sink_progress("ses", 0, 2).await.unwrap();
-    assert!(journal.delivery_sending("ses", 0, 1, at(1)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 1, 0, at(1))
+        .await
+        .unwrap());
     journal
-        .delivery_sent("ses", 0, 1, "m", at(2))
+        .delivery_sent("ses", 0, 1, 0, "m", at(2))
         .await
         .unwrap();
-    assert!(journal.delivery_sending("ses", 0, 3, at(1)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 3, 0, at(1))
+        .await
+        .unwrap());
 
     let status = journal.sink_status("ses").await.unwrap();
     assert_eq!(

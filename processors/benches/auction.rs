@@ -30,6 +30,7 @@ fn end() -> DateTime<Utc> {
 
 fn lot() -> AuctionLot {
     let spec = LotSpec {
+        locale: None,
         title: "bench".into(),
         seller_id: Some("seller".into()),
         opens_at: None,

@@ -18,6 +18,7 @@ fn start() -> DateTime<Utc> {
 
 fn event() -> SeatedEvent {
     let spec = EventSpec {
+        locale: None,
         title: "bench".into(),
         starts_at: start() + Duration::days(30),
         sales_open_at: None,

@@ -16,6 +16,7 @@ const DAYS: u32 = 60;
 
 fn spec() -> VenueSpec {
     VenueSpec {
+        locale: None,
         title: "bench".into(),
         time_zone: "America/New_York".into(),
         slots: (0..SLOTS_PER_DAY)

@@ -477,6 +477,7 @@ impl LotGen {
             .map(|k| self.opening_price + k * self.increment);
         let floor = reserve_price.unwrap_or(self.opening_price);
         LotSpec {
+            locale: None,
             title: "Lamp".into(),
             seller_id: self.with_seller.then(|| SELLER.to_string()),
             opens_at: self

@@ -124,6 +124,7 @@ impl EventGen {
         let sales_open_at = self.open_m.map(|m| base + Duration::minutes(m));
         let anchor = sales_open_at.unwrap_or(base);
         EventSpec {
+            locale: None,
             title: "Gig".into(),
             starts_at: base + Duration::days(30),
             sales_open_at,

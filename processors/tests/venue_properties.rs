@@ -156,6 +156,7 @@ impl VenueGen {
             .collect();
         let smallest = slots.iter().map(|s| s.capacity_covers).min().unwrap();
         VenueSpec {
+            locale: None,
             title: String::new(),
             time_zone: TIME_ZONES[self.time_zone].to_string(),
             slots,

@@ -67,6 +67,12 @@ pub struct LotSpec {
     pub extension_seconds: u32,
     /// ISO 4217 code of the currency amounts are in (three capital letters, e.g. `EUR`).
     pub currency: String,
+    /// Language of the notifications about it: one of [`crate::coupon::LOCALES`] (`en`,
+    /// `ko`); English when absent. Left out of the JSON when absent, so that specs (and the
+    /// outcomes that carry them) written before this field existed serialise byte for byte
+    /// as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 fn default_extension_seconds() -> u32 {
@@ -85,6 +91,7 @@ impl LotSpec {
         if let Some(seller) = &self.seller_id {
             crate::validate_id("seller_id", seller)?;
         }
+        crate::coupon::validate_locale(self.locale.as_deref())?;
         check_schedule_time("ends_at", self.ends_at)?;
         if !self.ends_at.nanosecond().is_multiple_of(1_000_000) {
             return Err(format!(
@@ -321,6 +328,7 @@ mod tests {
 
     fn spec() -> LotSpec {
         LotSpec {
+            locale: None,
             title: "Lamp".into(),
             seller_id: None,
             opens_at: None,

@@ -47,6 +47,17 @@ pub struct CampaignSpec {
     pub locale: Option<String>,
 }
 
+/// Checks a spec's optional `locale` against [`LOCALES`].
+pub fn validate_locale(locale: Option<&str>) -> Result<(), String> {
+    match locale {
+        Some(locale) if !LOCALES.contains(&locale) => Err(format!(
+            "locale {locale:?} is not supported: use one of {LOCALES:?}, or leave it out for {:?}",
+            LOCALES[0]
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn default_per_user_limit() -> u32 {
     1
 }
@@ -79,15 +90,7 @@ impl CampaignSpec {
         if self.title.len() > 200 {
             return Err("title must be at most 200 bytes".into());
         }
-        if let Some(locale) = &self.locale {
-            if !LOCALES.contains(&locale.as_str()) {
-                return Err(format!(
-                    "locale {locale:?} is not supported: use one of {LOCALES:?}, or leave it out \
-                     for {:?}",
-                    LOCALES[0]
-                ));
-            }
-        }
+        validate_locale(self.locale.as_deref())?;
         self.time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
             format!(
                 "time_zone {:?} is not an IANA time zone name (e.g. Asia/Seoul, America/New_York)",

@@ -75,6 +75,12 @@ pub struct EventSpec {
     pub seats_per_hold_max: u32,
     /// The seat map, in the order best-available searches it (best section first).
     pub sections: Vec<SectionSpec>,
+    /// Language of the notifications about it: one of [`crate::coupon::LOCALES`] (`en`,
+    /// `ko`); English when absent. Left out of the JSON when absent, so that specs (and the
+    /// outcomes that carry them) written before this field existed serialise byte for byte
+    /// as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 fn default_hold_ttl_seconds() -> u32 {
@@ -146,6 +152,7 @@ impl EventSpec {
         if self.title.len() > TITLE_LEN_MAX_BYTES {
             return Err(format!("title must be at most {TITLE_LEN_MAX_BYTES} bytes"));
         }
+        crate::coupon::validate_locale(self.locale.as_deref())?;
         if let (Some(open), Some(close)) = (self.sales_open_at, self.sales_close_at) {
             if close <= open {
                 return Err(format!(
@@ -405,6 +412,7 @@ mod tests {
 
     fn spec() -> EventSpec {
         EventSpec {
+            locale: None,
             title: "Gala".into(),
             starts_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             sales_open_at: None,
@@ -461,6 +469,27 @@ mod tests {
         );
         assert!(
             serde_json::from_str::<EventSpec>(&json.replace("\"A\"", "\"A\",\"x\":1")).is_err()
+        );
+    }
+
+    /// `locale` is optional and left out when absent, so every spec written before it
+    /// existed (and every outcome carrying one) serialises byte for byte as it did.
+    #[test]
+    fn locale_is_optional_byte_compatible_and_checked() {
+        let json = serde_json::to_string(&spec()).unwrap();
+        assert!(!json.contains("locale"), "{json}");
+        let korean = EventSpec {
+            locale: Some("ko".into()),
+            ..spec()
+        };
+        let json = serde_json::to_string(&korean).unwrap();
+        assert!(json.ends_with(r#","locale":"ko"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<EventSpec>(&json).unwrap(), korean);
+        assert_eq!(korean.validate(), Ok(22));
+        let french = error(|s| s.locale = Some("fr".into()));
+        assert!(
+            french.starts_with("locale \"fr\" is not supported"),
+            "{french}"
         );
     }
 

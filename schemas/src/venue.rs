@@ -67,6 +67,12 @@ pub struct VenueSpec {
     /// today (0: today only).
     #[serde(default = "default_bookable_days_ahead")]
     pub bookable_days_ahead: u32,
+    /// Language of the notifications about it: one of [`crate::coupon::LOCALES`] (`en`,
+    /// `ko`); English when absent. Left out of the JSON when absent, so that specs (and the
+    /// outcomes that carry them) written before this field existed serialise byte for byte
+    /// as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 /// One slot served every day.
@@ -98,6 +104,7 @@ impl VenueSpec {
                 self.title.len()
             ));
         }
+        crate::coupon::validate_locale(self.locale.as_deref())?;
         let time_zone = self.time_zone.parse::<Tz>().map_err(|_| {
             format!(
                 "time_zone {:?} is not an IANA time zone name (e.g. America/New_York, \
@@ -371,6 +378,7 @@ mod tests {
 
     fn spec() -> VenueSpec {
         VenueSpec {
+            locale: None,
             title: "Bistro".into(),
             time_zone: "America/New_York".into(),
             slots: vec![

@@ -117,7 +117,10 @@ async fn a_message_left_sending_by_a_crash_is_resent_with_the_same_message_id() 
     )
     .await;
     // The previous process wrote `sending` for bob's message and died.
-    assert!(journal.delivery_sending("ses", 0, 2, at(5)).await.unwrap());
+    assert!(journal
+        .delivery_sending("ses", 0, 2, 0, at(5))
+        .await
+        .unwrap());
     let transport = Scripted::default();
     let mut notifier = Notifier::new(config(), journal.clone(), 1, transport.clone());
     notifier.deliver_pending().await.unwrap();
@@ -280,4 +283,125 @@ async fn the_mailbox_writes_one_file_per_outcome_and_records_the_ledger() {
             (DeliveryState::Sent, "0-2.eml".into())
         ]
     );
+}
+
+/// The mailbox, counting what it is handed.
+#[derive(Debug, Clone)]
+struct CountingMailbox {
+    mailbox: MailboxTransport,
+    handed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Transport for CountingMailbox {
+    async fn deliver(&self, message: &Message) -> Result<DeliveryReceipt, Error> {
+        self.handed.lock().unwrap().push(message.key());
+        self.mailbox.deliver(message).await
+    }
+
+    fn resend_is_harmless(&self) -> bool {
+        self.mailbox.resend_is_harmless()
+    }
+}
+
+/// Seats, tables and lots: a confirmed and a lapsed hold, a booking, a cancellation that
+/// offers its covers to two waiting parties, a waitlist join, an offer lapse, an outbid and
+/// a won lot each make exactly their messages (one per recipient, in Korean or English,
+/// times in the venue's zone), once each, also when the notifier restarts mid-way, its
+/// progress is lost and the outbox is read again.
+#[tokio::test]
+async fn every_domain_tells_each_recipient_once_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = common::journal_with_domains(dir.path()).await;
+    let transport = CountingMailbox {
+        mailbox: MailboxTransport::new(dir.path().join("mailbox")).unwrap(),
+        handed: Arc::default(),
+    };
+    let mut config = config();
+    config.sink = "mailbox".into();
+    // The first notifier carries offsets 0..7 and "dies"; a crash had left gina's message
+    // (offset 6) `sending`, and the progress is lost: the next reads the outbox from 0.
+    config.batch_outcomes_max = 6;
+    let mut first = Notifier::new(config.clone(), journal.clone(), 1, transport.clone());
+    let report = first.deliver_pending().await.unwrap();
+    assert_eq!((report.outcomes, report.messages), (6, 6));
+    drop(first);
+    assert!(journal
+        .delivery_sending("mailbox", 0, 6, 0, at(50))
+        .await
+        .unwrap());
+    journal.save_sink_progress("mailbox", 0, 0).await.unwrap();
+    config.batch_outcomes_max = 1_000;
+    let mut second = Notifier::new(config, journal.clone(), 1, transport.clone());
+    let report = second.deliver_pending().await.unwrap();
+    assert_eq!(report.outcomes, 14);
+    assert_eq!(second.stats().resent_after_crash.load(Ordering::Relaxed), 1);
+    assert_eq!(second.deliver_pending().await.unwrap().messages, 0);
+
+    let mut handed = transport.handed.lock().unwrap().clone();
+    handed.sort();
+    let expected = [
+        "0-1", "0-10", "0-11", "0-13", "0-2", "0-4", "0-5", "0-5.1", "0-5.2", "0-6", "0-7",
+    ];
+    assert_eq!(handed, expected, "each message handed over once");
+    let ledger = journal.deliveries("mailbox", 0, 0..100).await.unwrap();
+    assert!(ledger.iter().all(|d| d.state == DeliveryState::Sent));
+    let mut keys: Vec<String> = ledger.iter().map(|d| d.message_key()).collect();
+    keys.sort();
+    assert_eq!(keys, expected);
+
+    let read = |key: &str| {
+        let text = std::fs::read_to_string(transport.mailbox.path_of(key)).unwrap();
+        let (head, subject, body) = common::decode(&text);
+        let to = common::header(&head, "To").unwrap().to_string();
+        let message_id = common::header(&head, "Message-ID").unwrap().to_string();
+        (to, message_id, subject, body.replace("\r\n", "\n"))
+    };
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("0-1", "alice", "Your tickets for Gala are confirmed", &[
+            "Seats: A-1-1, A-1-2\n",
+            "Total: 25000\n",
+            "The event starts at 2026-04-01 19:00 UTC.\n",
+        ]),
+        ("0-2", "bob", "Your hold on Gala has expired", &[
+            "your hold gala-h2 for \"Gala\" expired before it was confirmed.\n",
+            "Seats released: A-1-3\n",
+        ]),
+        ("0-4", "carol", "[Bistro] 예약이 확정되었습니다", &[
+            "carol님, 안녕하세요.\n",
+            "\"Bistro\" 예약(bistro-b1)이 확정되었습니다.\n",
+            "일시: 2026년 3월 20일 19:00 KST (Asia/Seoul), 협정 세계시(UTC)로는 2026-03-20 10:00 UTC\n",
+            "인원: 2명\n",
+        ]),
+        ("0-5", "dave", "[Bistro] 예약이 취소되었습니다", &[
+            "\"Bistro\" 예약(bistro-b2)이 취소되었습니다.\n",
+            "인원: 4명\n",
+        ]),
+        ("0-5.1", "erin", "[Bistro] 빈 자리가 생겼습니다", &[
+            "\"Bistro\"에 빈 자리가 생겼습니다(제안 bistro-o1).\n",
+            "수락 기한: 2026년 3월 20일 18:00 KST (Asia/Seoul), 협정 세계시(UTC)로는 2026-03-20 09:00 UTC까지",
+        ]),
+        ("0-5.2", "frank", "[Bistro] 빈 자리가 생겼습니다", &["(제안 bistro-o2)"]),
+        ("0-6", "gina", "[Bistro] 대기자 명단에 등록되었습니다", &["대기 순번: 1번\n"]),
+        ("0-7", "erin", "[Bistro] 자리 제안이 만료되었습니다", &["(bistro-o1)"]),
+        ("0-10", "kate", "You have been outbid on Vase", &["Current price: 115.00 EUR\n"]),
+        ("0-11", "hank", "You won Vase", &["you won \"Vase\".\nPrice: 115.00 EUR\n"]),
+        ("0-13", "judy", "Your table at Diner is booked", &[
+            "Hello judy,\n\nyour booking diner-b1 at \"Diner\" is confirmed.\n",
+            "Date and time: 2026-03-08 19:00 EDT (America/New_York), that is 2026-03-08 23:00 UTC\n",
+            "Party: 3\n",
+        ]),
+    ];
+    for (key, user, subject, lines) in cases {
+        let (to, message_id, got_subject, body) = read(key);
+        assert_eq!(to, format!("{user}@shop.example"), "{key}");
+        assert_eq!(message_id, format!("<{key}.mailbox@turnstile>"));
+        assert_eq!(&got_subject, subject, "{key}");
+        for line in *lines {
+            assert!(body.contains(line), "{key}: {line:?} not in\n{body}");
+        }
+    }
+    let files = std::fs::read_dir(dir.path().join("mailbox"))
+        .unwrap()
+        .count();
+    assert_eq!(files, expected.len());
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use aws_config::BehaviorVersion;
 use aws_sdk_sesv2::config::{Credentials, Region};
 use common::moto::Moto;
-use common::{at, decode, header, journal_with_grants};
+use common::{at, decode, header, journal_with_domains, journal_with_grants};
 use turnstile_journal::DeliveryState;
 use turnstile_sinks::notify::ses::SesTransport;
 use turnstile_sinks::notify::{Notifier, NotifierConfig};
@@ -165,4 +165,75 @@ async fn an_unverified_sender_is_a_permanent_failure_and_redrivable_once_verifie
     assert!(body.contains("that is "), "{body}");
     let row = journal.deliveries("ses", 0, 1..2).await.unwrap().remove(0);
     assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 2));
+}
+
+/// An outcome with several recipients: dave's cancellation tells dave and offers his covers
+/// to erin and frank. Through SES each message arrives once, under its own Message-ID, and
+/// a lost progress save sends none of them again.
+#[tokio::test]
+async fn a_cancellation_tells_its_guest_and_each_waiting_party_once() {
+    let moto = Moto::start();
+    let transport = ses(&moto).await;
+    transport
+        .client()
+        .create_email_identity()
+        .email_identity(FROM)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = journal_with_domains(dir.path()).await;
+    let mut notifier = Notifier::new(config(), journal.clone(), 1, transport.clone());
+    notifier.deliver_pending().await.unwrap();
+    journal.save_sink_progress("ses", 0, 0).await.unwrap();
+    Notifier::new(config(), journal.clone(), 1, transport)
+        .deliver_pending()
+        .await
+        .unwrap();
+
+    let sent = moto.sent_raw().await;
+    assert_eq!(sent.len(), 11, "one message per recipient of the history");
+    let mut cancellation: Vec<(String, String, String)> = sent
+        .iter()
+        .map(|message| decode(&message.raw_data))
+        .filter(|(head, _, _)| header(head, "X-Turnstile-Outcome-Id") == Some("0-5"))
+        .map(|(head, subject, _)| {
+            let id = header(&head, "Message-ID").unwrap().to_string();
+            (id, header(&head, "To").unwrap().to_string(), subject)
+        })
+        .collect();
+    cancellation.sort();
+    assert_eq!(
+        cancellation,
+        [
+            (
+                "<0-5.1.ses@turnstile>".into(),
+                "erin@shop.example".into(),
+                "[Bistro] 빈 자리가 생겼습니다".into()
+            ),
+            (
+                "<0-5.2.ses@turnstile>".into(),
+                "frank@shop.example".into(),
+                "[Bistro] 빈 자리가 생겼습니다".into()
+            ),
+            (
+                "<0-5.ses@turnstile>".into(),
+                "dave@shop.example".into(),
+                "[Bistro] 예약이 취소되었습니다".into()
+            ),
+        ]
+    );
+    let rows = journal.deliveries("ses", 0, 5..6).await.unwrap();
+    let ids: Vec<_> = rows
+        .iter()
+        .map(|r| (r.message_index, r.state, r.attempts))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (0, DeliveryState::Sent, 1),
+            (1, DeliveryState::Sent, 1),
+            (2, DeliveryState::Sent, 1)
+        ]
+    );
 }

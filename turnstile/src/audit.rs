@@ -272,7 +272,7 @@ async fn check_sinks(
             .await?;
         if lost > 0 {
             report.problem(format!(
-                "notifier {sink}: {lost} notifiable outcomes carried past without a delivery ledger row"
+                "notifier {sink}: {lost} notifiable outcomes carried past without a delivery ledger row for their first message"
             ));
         }
         let sum = |count: fn(&SinkPartitionStatus) -> u64| status.iter().map(count).sum::<u64>();

@@ -1792,6 +1792,7 @@ mod tests {
                 .collect(),
         };
         EventSpec {
+            locale: None,
             title: "Gala".into(),
             starts_at: t(86_400),
             sales_open_at: None,
@@ -1862,6 +1863,7 @@ mod tests {
             capacity_covers: 4,
         };
         VenueSpec {
+            locale: None,
             title: "Bistro".into(),
             time_zone: "UTC".into(),
             slots: vec![slot("08:00"), slot("10:00")],
@@ -1965,6 +1967,7 @@ mod tests {
 
     fn lot_spec() -> LotSpec {
         LotSpec {
+            locale: None,
             title: "Vase".into(),
             seller_id: Some("sam".into()),
             opens_at: None,

@@ -17,6 +17,7 @@ fn end() -> DateTime<Utc> {
 
 fn spec() -> LotSpec {
     LotSpec {
+        locale: None,
         title: "Lamp".into(),
         seller_id: Some("seller".into()),
         opens_at: Some(end() - Duration::hours(24)),

@@ -778,6 +778,7 @@ mod tests {
     /// floor: A 1..=4, B 1..=6 at 100; balcony: A 1..=3 at 40.
     fn spec() -> EventSpec {
         EventSpec {
+            locale: None,
             title: "Gala".into(),
             starts_at: t(86_400),
             sales_open_at: Some(t(0)),

@@ -20,6 +20,7 @@ fn slot_spec(start: &str, duration_minutes: u32, capacity_covers: u32) -> SlotSp
 
 fn spec(strict: bool) -> VenueSpec {
     VenueSpec {
+        locale: None,
         title: "Bistro".into(),
         time_zone: "America/New_York".into(),
         slots: vec![

@@ -1,5 +1,5 @@
 //! The mailbox transport of the embedded default: one `.eml` file per message in a local
-//! directory, named by outcome id.
+//! directory, named by outcome id (and index, for an outcome's further messages).
 //!
 //! Each file is written through a temporary file and a rename, so a message is either whole
 //! or absent, and sending an outcome twice (a resend after a crash) rewrites the same file
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use super::{DeliveryReceipt, Message, Transport};
 use crate::Error;
 
-/// Writes messages to `<dir>/<outcome_id>.eml`.
+/// Writes messages to `<dir>/<outcome_id>.eml`, an outcome's further messages to
+/// `<dir>/<outcome_id>.<index>.eml`.
 #[derive(Debug, Clone)]
 pub struct MailboxTransport {
     dir: PathBuf,
@@ -30,22 +31,24 @@ impl MailboxTransport {
         Ok(MailboxTransport { dir })
     }
 
-    /// The file a message of `outcome_id` is written to.
-    pub fn path_of(&self, outcome_id: &str) -> PathBuf {
-        self.dir.join(format!("{outcome_id}.eml"))
+    /// The file a message is written to, by its key ([`Message::key`]: the outcome id for
+    /// an outcome's first message).
+    pub fn path_of(&self, message_key: &str) -> PathBuf {
+        self.dir.join(format!("{message_key}.eml"))
     }
 }
 
 impl Transport for MailboxTransport {
     async fn deliver(&self, message: &Message) -> Result<DeliveryReceipt, Error> {
-        let path = self.path_of(&message.outcome_id);
+        let key = message.key();
+        let path = self.path_of(&key);
         write_atomically(&path, &message.to_mime()).await?;
         Ok(DeliveryReceipt {
-            provider_message_id: format!("{}.eml", message.outcome_id),
+            provider_message_id: format!("{key}.eml"),
         })
     }
 
-    /// A message is a file named by its outcome id, written through a rename: writing it
+    /// A message is a file named by its outcome id and index, written through a rename: writing it
     /// again replaces it with the same bytes.
     fn resend_is_harmless(&self) -> bool {
         true

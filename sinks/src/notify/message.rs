@@ -67,7 +67,10 @@ fn is_atext_or_dot(c: char) -> bool {
 pub struct Message {
     /// The outcome it tells of (`<partition>-<log_offset>`).
     pub outcome_id: String,
-    /// `Message-ID`: the same for every send of this outcome by this sink, so a duplicate
+    /// Which of the outcome's messages it is (its ledger index): 0 the first, 1.. the
+    /// further recipients in the decision's order.
+    pub message_index: u32,
+    /// `Message-ID`: the same for every send of this message by this sink, so a duplicate
     /// is recognisable downstream (invariant 7).
     pub message_id: String,
     /// Sender address (`From`, and SES's `FromEmailAddress`).
@@ -83,9 +86,18 @@ pub struct Message {
 }
 
 impl Message {
-    /// The `Message-ID` of `outcome_id`'s notification from `sink`.
-    pub fn message_id_for(outcome_id: &str, sink: &str) -> String {
-        format!("<{outcome_id}.{sink}@turnstile>")
+    /// The `Message-ID` of message `message_index` of `outcome_id` from `sink`:
+    /// `<2-41.ses@turnstile>` for message 0 (as before outcomes had several, so a resend
+    /// after an upgrade is the same message), `<2-41.1.ses@turnstile>` for message 1.
+    pub fn message_id_for(outcome_id: &str, message_index: u32, sink: &str) -> String {
+        let key = turnstile_journal::message_key(outcome_id, message_index);
+        format!("<{key}.{sink}@turnstile>")
+    }
+
+    /// The message's name in the ledger and the mailbox: the outcome id for message 0,
+    /// `<outcome id>.<index>` for the others.
+    pub fn key(&self) -> String {
+        turnstile_journal::message_key(&self.outcome_id, self.message_index)
     }
 
     /// The message as raw MIME: the subject as an RFC 2047 encoded word (it may be
@@ -157,7 +169,8 @@ mod tests {
     fn mime_carries_our_headers_and_encodes_subject_and_body() {
         let message = Message {
             outcome_id: "2-41".into(),
-            message_id: Message::message_id_for("2-41", "ses"),
+            message_index: 0,
+            message_id: Message::message_id_for("2-41", 0, "ses"),
             from: "drops@shop.example".into(),
             to: "alice@shop.example".into(),
             subject: "쿠폰이 발급되었습니다".into(),
@@ -169,6 +182,10 @@ mod tests {
         assert!(
             head.contains("Message-ID: <2-41.ses@turnstile>\r\n"),
             "{head}"
+        );
+        assert_eq!(
+            Message::message_id_for("2-41", 2, "ses"),
+            "<2-41.2.ses@turnstile>"
         );
         assert!(head.contains("X-Turnstile-Outcome-Id: 2-41\r\n"), "{head}");
         assert!(

@@ -1,12 +1,16 @@
 //! The notifier: tells users about their outcomes by e-mail, each message once.
 //!
 //! One loop ([`Notifier`], `sink.rs`) serves every transport: it reads the journal's outbox
-//! per partition, turns each outcome worth telling into a [`Notification`] (`template.rs`),
-//! renders it in the campaign's locale and time zone into a [`Message`] (`message.rs`), and
+//! per partition, turns each outcome worth telling into its [`Notification`]s
+//! (`template.rs`), renders each in its resource's locale and time zone (the campaign's or
+//! venue's; UTC for events and lots) into a [`Message`] (`message.rs`), and
 //! hands it to a [`Transport`]: the local mailbox directory on the embedded default
-//! (`mailbox.rs`), Amazon SES in production (`ses.rs`). Every delivery is recorded in the
-//! journal's delivery ledger, keyed by (sink, outcome id), before and after the provider is
-//! called; the rules are `docs/exactly-once.md` ("Effects") and `docs/sinks.md`.
+//! (`mailbox.rs`), Amazon SES in production (`ses.rs`). An outcome may call for several
+//! messages (a cancellation tells its guest and each waiting party offered the freed
+//! covers), so every delivery is recorded in the journal's delivery ledger per message,
+//! keyed by (sink, partition, log_offset, message_index), before and after the provider is
+//! called; message 0 is the outcome's first, 1.. the further recipients in the decision's
+//! order. The rules are `docs/exactly-once.md` ("Effects") and `docs/sinks.md`.
 //!
 //! # Layout
 //! - `config.rs`: [`NotifierConfig`], the loop's settings and limits.
@@ -16,10 +20,12 @@
 //! - `mailbox.rs`, `ses.rs`: the transports, each with its one `is_retriable_*` rule.
 //!
 //! # What plugs in where
-//! - A new domain (bookings, seat holds, auctions) adds its [`NotificationKind`]'s variant
-//!   to [`Notification`] with a facts struct and template in `template.rs`, and maps its
-//!   outcome to it in `Notifier::notification` (`sink.rs`). The ledger, retries and
-//!   transports need nothing new.
+//! - A new kind adds its [`NotificationKind`] and a template in `template.rs` (coupons,
+//!   seat holds, venue tables and auction lots each have a facts struct), and maps its
+//!   outcome to it in `Notifier::notifications` (`sink.rs`), in a fixed order of
+//!   recipients: that order is the ledger's message index. A resource's title, zone and
+//!   locale come from the outcome that created it (`Journal::creation_outcome`), cached per
+//!   resource. The ledger, retries and transports need nothing new.
 //! - "Coupon expiring tomorrow" comes from the expiry scheduler (`crate::expiry`): the
 //!   coupon's reminder timer writes a command into the log, the processor decides it
 //!   (`Decision::CouponExpiring`), and the outcome reaches the outbox like any other.
@@ -36,13 +42,30 @@ use std::future::Future;
 
 pub use config::NotifierConfig;
 
-/// The outbox kinds the notifier sends a message for (`Notifier::notification` maps each
-/// to its template): `turnstile audit` checks every one a notifier has carried has a
-/// ledger row.
-pub const NOTIFIED_OUTBOX_KINDS: &[&str] = &["coupon_granted", "coupon_expiry_reminder"];
+/// The outbox kinds the notifier always sends at least one message for
+/// (`Notifier::notifications` maps each to its templates): `turnstile audit` checks every
+/// one a notifier has carried has a ledger row for its message 0. Kinds that call for
+/// messages only sometimes are not listed, as the audit cannot tell from the kind alone:
+/// `bid_accepted` (only when it outbid someone), `offer_declined` (only when the covers
+/// went on to waiting parties) and `lot_closed_unsold` (only below the reserve).
+pub const NOTIFIED_OUTBOX_KINDS: &[&str] = &[
+    "coupon_granted",
+    "coupon_expiry_reminder",
+    "hold_confirmed",
+    "hold_lapsed",
+    "table_booked",
+    "offer_accepted",
+    "booking_cancelled",
+    "waitlisted",
+    "offer_lapsed",
+    "lot_sold",
+];
 pub use message::{Message, RecipientRule};
 pub use sink::{Notifier, NotifierStats, PassReport};
-pub use template::{CouponFacts, Locale, Notification, NotificationKind, Rendered};
+pub use template::{
+    format_amount, CouponFacts, Locale, LotFacts, Notification, NotificationKind, Place, Rendered,
+    SeatsFacts, TableFacts,
+};
 
 use crate::Error;
 

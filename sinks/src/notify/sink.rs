@@ -5,13 +5,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use turnstile_journal::{DeliveryState, Journal};
+use turnstile_schemas::auction::UnsoldReason;
+use turnstile_schemas::venue::{local_instant, parse_slot_id, WaitlistOffer};
 use turnstile_schemas::{Decision, Outcome};
 
-use super::{CouponFacts, Locale, Message, Notification, NotifierConfig, Transport};
+use super::template::{LotFacts, Place, SeatsFacts, TableFacts};
+use super::{
+    CouponFacts, Locale, Message, Notification, NotificationKind, NotifierConfig, Transport,
+};
 use crate::Error;
 
 /// Messages recorded per ledger transaction when a resend is harmless: large enough to
@@ -55,6 +60,8 @@ pub struct PassReport {
 struct Job {
     partition: u32,
     log_offset: u64,
+    /// Which of the outcome's messages (its ledger index).
+    message_index: u32,
     /// The message, or why there can be none (an invalid address: failed at once).
     message: Result<Message, Error>,
 }
@@ -69,7 +76,21 @@ pub struct Notifier<T> {
     /// Campaign id → what its messages need; loaded when first needed (a spec never
     /// changes once created).
     campaigns: HashMap<String, CampaignFacts>,
+    /// Event, venue or lot id → what its messages need, from the outcome that created it;
+    /// loaded when first needed (a spec never changes once created).
+    resources: HashMap<String, ResourceFacts>,
     stats: Arc<NotifierStats>,
+}
+
+/// What a message needs from the event, venue or lot it is about.
+#[derive(Debug, Clone)]
+struct ResourceFacts {
+    place: Place,
+    locale: Locale,
+    /// An event's start.
+    starts_at: Option<DateTime<Utc>>,
+    /// A lot's currency.
+    currency: String,
 }
 
 /// What a message needs from its campaign.
@@ -97,6 +118,7 @@ impl<T: Transport> Notifier<T> {
             partitions,
             transport,
             campaigns: HashMap::new(),
+            resources: HashMap::new(),
             stats: Arc::default(),
         }
     }
@@ -149,25 +171,27 @@ impl<T: Transport> Notifier<T> {
                 continue;
             };
             let next = last.position.offset + 1;
-            let ledger: HashMap<u64, DeliveryState> = self
+            let ledger: HashMap<(u64, u32), DeliveryState> = self
                 .journal
                 .deliveries(&self.config.sink, partition, from..next)
                 .await?
                 .into_iter()
-                .map(|d| (d.log_offset, d.state))
+                .map(|d| ((d.log_offset, d.message_index), d.state))
                 .collect();
             let mut jobs = Vec::new();
             for outcome in &outcomes {
-                let Some(notification) = self.notification(outcome).await? else {
-                    continue;
-                };
-                // Anything in the ledger is final or the unfinished pass's (a row re-driven
-                // or left `sending` after that pass read the ledger waits for the next).
-                if ledger.contains_key(&outcome.position.offset) {
-                    NotifierStats::add(&self.stats.skipped, 1);
-                    continue;
+                let notifications = self.notifications(outcome).await?;
+                for (index, notification) in notifications.iter().enumerate() {
+                    let index = index as u32;
+                    // Anything in the ledger is final or the unfinished pass's (a row
+                    // re-driven or left `sending` after that pass read the ledger waits for
+                    // the next).
+                    if ledger.contains_key(&(outcome.position.offset, index)) {
+                        NotifierStats::add(&self.stats.skipped, 1);
+                        continue;
+                    }
+                    jobs.push(self.job(outcome, index, notification));
                 }
-                jobs.push(self.job(outcome, &notification));
             }
             report.messages += jobs.len();
             self.send_all(jobs).await?;
@@ -195,7 +219,7 @@ impl<T: Transport> Notifier<T> {
             if delivery.state == DeliveryState::Sending {
                 NotifierStats::add(&self.stats.resent_after_crash, 1);
                 tracing::info!(
-                    sink = %self.config.sink, outcome_id = %delivery.outcome_id(),
+                    sink = %self.config.sink, message = %delivery.message_key(),
                     "resending a message left in flight by a crash (same Message-ID)"
                 );
             }
@@ -206,11 +230,17 @@ impl<T: Transport> Notifier<T> {
                 .into_iter()
                 .find(|o| o.position.offset == delivery.log_offset);
             let notification = match &outcome {
-                Some(outcome) => self.notification(outcome).await?,
+                Some(outcome) => self
+                    .notifications(outcome)
+                    .await?
+                    .into_iter()
+                    .nth(delivery.message_index as usize),
                 None => None,
             };
             match (outcome, notification) {
-                (Some(outcome), Some(notification)) => jobs.push(self.job(&outcome, &notification)),
+                (Some(outcome), Some(notification)) => {
+                    jobs.push(self.job(&outcome, delivery.message_index, &notification))
+                }
                 _ => {
                     // A ledger row without its outbox entry: nothing can be sent; say so.
                     let reason = "the outcome is no longer in the outbox";
@@ -219,6 +249,7 @@ impl<T: Transport> Notifier<T> {
                             &self.config.sink,
                             delivery.partition,
                             delivery.log_offset,
+                            delivery.message_index,
                             DeliveryState::Failed,
                             reason,
                             Utc::now(),
@@ -232,41 +263,188 @@ impl<T: Transport> Notifier<T> {
         Ok(sent)
     }
 
-    /// The notification an outcome calls for, if any, and the locale to write it in. The
-    /// outcomes that call for one are [`super::NOTIFIED_OUTBOX_KINDS`].
-    async fn notification(
+    /// The notifications an outcome calls for, each with the locale to write it in, in
+    /// the order of their ledger index (0 first): a pure function of the outcome and its
+    /// resource's spec, so a redrive or a pass after a restart finds each at its index.
+    /// The outcomes that always call for one are [`super::NOTIFIED_OUTBOX_KINDS`].
+    async fn notifications(
         &mut self,
         outcome: &Outcome,
-    ) -> Result<Option<(Notification, Locale)>, Error> {
-        // A grant names its coupon's holder; a reminder, a timer command, carries the
-        // holder as its user.
-        let (notification, coupon_id, expires_at): (fn(CouponFacts) -> Notification, _, _) =
-            match &outcome.decision {
-                Decision::CouponGranted { coupon } => (
-                    Notification::CouponIssued,
-                    &coupon.coupon_id,
-                    coupon.expires_at,
-                ),
-                Decision::CouponExpiring {
-                    coupon_id,
-                    expires_at,
-                } => (Notification::CouponExpiringTomorrow, coupon_id, *expires_at),
-                // Creating a campaign, redeeming a coupon and its expiry tell nobody (the
-                // archive records the expiry); rejections have no outbox row.
-                _ => return Ok(None),
-            };
+    ) -> Result<Vec<(Notification, Locale)>, Error> {
+        let user = || outcome.user_id.clone();
+        let notifications = match &outcome.decision {
+            // A grant names its coupon's holder; a reminder, a timer command, carries the
+            // holder as its user.
+            Decision::CouponGranted { coupon } => {
+                let facts = self
+                    .coupon_facts(outcome, &coupon.coupon_id, coupon.expires_at)
+                    .await?;
+                vec![(Notification::CouponIssued(facts.0), facts.1)]
+            }
+            Decision::CouponExpiring {
+                coupon_id,
+                expires_at,
+            } => {
+                let facts = self.coupon_facts(outcome, coupon_id, *expires_at).await?;
+                vec![(Notification::CouponExpiringTomorrow(facts.0), facts.1)]
+            }
+            Decision::HoldConfirmed {
+                hold_id,
+                seat_ids,
+                price_total,
+            } => {
+                let event = self.resource(&outcome.resource_id).await?;
+                let facts = seats_facts(user(), &event, hold_id, seat_ids, Some(*price_total));
+                vec![(Notification::TicketsConfirmed(facts), event.locale)]
+            }
+            Decision::HoldLapsed { hold_id, seat_ids } => {
+                let event = self.resource(&outcome.resource_id).await?;
+                let facts = seats_facts(user(), &event, hold_id, seat_ids, None);
+                vec![(Notification::HoldExpired(facts), event.locale)]
+            }
+            Decision::TableBooked {
+                booking_id,
+                party_size,
+                starts_at,
+                ..
+            }
+            | Decision::OfferAccepted {
+                booking_id,
+                party_size,
+                starts_at,
+                ..
+            } => {
+                let venue = self.resource(&outcome.resource_id).await?;
+                let facts = table_facts(user(), &venue, booking_id, *starts_at, *party_size);
+                vec![(
+                    Notification::Table(NotificationKind::BookingConfirmed, facts),
+                    venue.locale,
+                )]
+            }
+            Decision::Waitlisted {
+                waitlist_id,
+                slot,
+                party_size,
+                position,
+            } => {
+                let venue = self.resource(&outcome.resource_id).await?;
+                let starts_at = slot_start(slot, &venue.place)?;
+                let facts = TableFacts {
+                    position: Some(*position),
+                    ..table_facts(user(), &venue, waitlist_id, starts_at, *party_size)
+                };
+                vec![(
+                    Notification::Table(NotificationKind::Waitlisted, facts),
+                    venue.locale,
+                )]
+            }
+            Decision::BookingCancelled {
+                booking_id,
+                slot,
+                party_size,
+                offers,
+            } => {
+                let venue = self.resource(&outcome.resource_id).await?;
+                let starts_at = slot_start(slot, &venue.place)?;
+                let facts = table_facts(user(), &venue, booking_id, starts_at, *party_size);
+                let mut all = vec![(
+                    Notification::Table(NotificationKind::BookingCancelled, facts),
+                    venue.locale,
+                )];
+                all.extend(offer_notifications(&venue, offers)?);
+                all
+            }
+            // The guest who declined knows; the parties offered the covers are told.
+            Decision::OfferDeclined { offers, .. } => {
+                if offers.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let venue = self.resource(&outcome.resource_id).await?;
+                offer_notifications(&venue, offers)?
+            }
+            Decision::OfferLapsed {
+                offer_id,
+                slot,
+                party_size,
+                offers,
+                ..
+            } => {
+                let venue = self.resource(&outcome.resource_id).await?;
+                let starts_at = slot_start(slot, &venue.place)?;
+                let facts = table_facts(user(), &venue, offer_id, starts_at, *party_size);
+                let mut all = vec![(
+                    Notification::Table(NotificationKind::OfferLapsed, facts),
+                    venue.locale,
+                )];
+                all.extend(offer_notifications(&venue, offers)?);
+                all
+            }
+            // The bidder saw their bid accepted in the answer; the leader it displaced is
+            // told.
+            Decision::BidAccepted {
+                outbid: Some(outbid),
+                price,
+                ..
+            } => {
+                let lot = self.resource(&outcome.resource_id).await?;
+                let facts = lot_facts(outbid.clone(), &lot, *price);
+                vec![(
+                    Notification::Lot(NotificationKind::Outbid, facts),
+                    lot.locale,
+                )]
+            }
+            Decision::LotSold { winner, price, .. } => {
+                let lot = self.resource(&outcome.resource_id).await?;
+                let facts = lot_facts(winner.clone(), &lot, *price);
+                vec![(
+                    Notification::Lot(NotificationKind::AuctionWon, facts),
+                    lot.locale,
+                )]
+            }
+            Decision::LotClosedUnsold {
+                reason: UnsoldReason::ReserveNotMet,
+                highest_bidder: Some(bidder),
+                highest_bid,
+                ..
+            } => {
+                let lot = self.resource(&outcome.resource_id).await?;
+                let facts = lot_facts(bidder.clone(), &lot, highest_bid.unwrap_or(0));
+                vec![(
+                    Notification::Lot(NotificationKind::ReserveNotMet, facts),
+                    lot.locale,
+                )]
+            }
+            // Creations, redeems, expiries, new holds, released holds, bids that displaced
+            // nobody and lots closed without bids tell nobody (the caller had the answer, or
+            // the archive records it); rejections have no outbox row.
+            _ => Vec::new(),
+        };
+        Ok(notifications)
+    }
+
+    async fn coupon_facts(
+        &mut self,
+        outcome: &Outcome,
+        coupon_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(CouponFacts, Locale), Error> {
         let campaign = self.campaign(&outcome.resource_id).await?;
         let facts = CouponFacts {
             user_id: outcome.user_id.clone(),
-            coupon_id: coupon_id.clone(),
+            coupon_id: coupon_id.to_string(),
             campaign_title: campaign.title,
             expires_at,
             time_zone: campaign.time_zone,
         };
-        Ok(Some((notification(facts), campaign.locale)))
+        Ok((facts, campaign.locale))
     }
 
-    fn job(&self, outcome: &Outcome, (notification, locale): &(Notification, Locale)) -> Job {
+    fn job(
+        &self,
+        outcome: &Outcome,
+        message_index: u32,
+        (notification, locale): &(Notification, Locale),
+    ) -> Job {
         let outcome_id = outcome.position.outcome_id();
         let message = self
             .config
@@ -275,8 +453,13 @@ impl<T: Transport> Notifier<T> {
             .map(|to| {
                 let rendered = notification.render(*locale);
                 Message {
-                    message_id: Message::message_id_for(&outcome_id, &self.config.sink),
+                    message_id: Message::message_id_for(
+                        &outcome_id,
+                        message_index,
+                        &self.config.sink,
+                    ),
                     outcome_id,
+                    message_index,
                     from: self.config.from.clone(),
                     to,
                     subject: rendered.subject,
@@ -287,6 +470,7 @@ impl<T: Transport> Notifier<T> {
         Job {
             partition: outcome.position.partition,
             log_offset: outcome.position.offset,
+            message_index,
             message,
         }
     }
@@ -319,14 +503,13 @@ impl<T: Transport> Notifier<T> {
         let mut unsendable = Vec::new();
         for job in group {
             match job.message {
-                Ok(message) => sendable.push((job.partition, job.log_offset, message)),
+                Ok(message) => {
+                    sendable.push(((job.partition, job.log_offset, job.message_index), message))
+                }
                 Err(_) => unsendable.push(job),
             }
         }
-        let keys: Vec<(u32, u64)> = sendable
-            .iter()
-            .map(|(partition, offset, _)| (*partition, *offset))
-            .collect();
+        let keys: Vec<(u32, u64, u32)> = sendable.iter().map(|(key, _)| *key).collect();
         let may_send = self
             .journal
             .deliveries_sending(sink, &keys, Utc::now())
@@ -355,24 +538,21 @@ impl<T: Transport> Notifier<T> {
         let mut accepted = Vec::new();
         while to_send.peek().is_some() {
             let mut first_attempts = JoinSet::new();
-            for (partition, log_offset, message) in
-                to_send.by_ref().take(self.config.sends_in_flight_max)
-            {
+            for (key, message) in to_send.by_ref().take(self.config.sends_in_flight_max) {
                 let transport = self.transport.clone();
                 first_attempts.spawn(async move {
                     let result = transport.deliver(&message).await;
-                    (partition, log_offset, message, result)
+                    (key, message, result)
                 });
             }
             while let Some(done) = first_attempts.join_next().await {
                 match done {
-                    Ok((partition, log_offset, _, Ok(receipt))) => {
-                        accepted.push((partition, log_offset, receipt.provider_message_id))
-                    }
-                    Ok((partition, log_offset, message, Err(error))) => {
+                    Ok((key, _, Ok(receipt))) => accepted.push((key, receipt.provider_message_id)),
+                    Ok(((partition, log_offset, message_index), message, Err(error))) => {
                         let job = Job {
                             partition,
                             log_offset,
+                            message_index,
                             message: Ok(message),
                         };
                         alone.spawn(finish(job, Some(error)));
@@ -383,9 +563,9 @@ impl<T: Transport> Notifier<T> {
                 }
             }
         }
-        let sent: Vec<(u32, u64, &str)> = accepted
+        let sent: Vec<(u32, u64, u32, &str)> = accepted
             .iter()
-            .map(|(partition, offset, id)| (*partition, *offset, id.as_str()))
+            .map(|((partition, offset, index), id)| (*partition, *offset, *index, id.as_str()))
             .collect();
         if let Err(e) = self.journal.deliveries_sent(sink, &sent, Utc::now()).await {
             first_error.get_or_insert(e.into());
@@ -428,6 +608,144 @@ impl<T: Transport> Notifier<T> {
             .insert(campaign_id.to_string(), facts.clone());
         Ok(facts)
     }
+
+    /// What messages about an event, venue or lot need, from the outcome that created it.
+    async fn resource(&mut self, resource_id: &str) -> Result<ResourceFacts, Error> {
+        if let Some(facts) = self.resources.get(resource_id) {
+            return Ok(facts.clone());
+        }
+        let created = self.journal.creation_outcome(resource_id).await?;
+        let title = |title: &str| {
+            if title.is_empty() {
+                resource_id.to_string()
+            } else {
+                title.to_string()
+            }
+        };
+        let facts = match created.map(|outcome| outcome.decision) {
+            Some(Decision::EventCreated { spec }) => ResourceFacts {
+                place: Place {
+                    title: title(&spec.title),
+                    time_zone: chrono_tz::UTC,
+                },
+                locale: Locale::from_spec(spec.locale.as_deref()),
+                starts_at: Some(spec.starts_at),
+                currency: String::new(),
+            },
+            Some(Decision::VenueCreated { spec }) => ResourceFacts {
+                place: Place {
+                    title: title(&spec.title),
+                    // Specs in the journal were validated when the venue was created.
+                    time_zone: spec.time_zone.parse().unwrap_or(chrono_tz::UTC),
+                },
+                locale: Locale::from_spec(spec.locale.as_deref()),
+                starts_at: None,
+                currency: String::new(),
+            },
+            Some(Decision::LotCreated { spec }) => ResourceFacts {
+                place: Place {
+                    title: title(&spec.title),
+                    time_zone: chrono_tz::UTC,
+                },
+                locale: Locale::from_spec(spec.locale.as_deref()),
+                starts_at: None,
+                currency: spec.currency.clone(),
+            },
+            // Every decision on a resource follows its creation in the same journal.
+            _ => {
+                return Err(Error::Journal(turnstile_journal::Error::Corrupt(format!(
+                    "an outcome on {resource_id:?} calls for a notification, but the journal \
+                     has no creation of it"
+                ))))
+            }
+        };
+        self.resources
+            .insert(resource_id.to_string(), facts.clone());
+        Ok(facts)
+    }
+}
+
+fn seats_facts(
+    user_id: String,
+    event: &ResourceFacts,
+    hold_id: &str,
+    seat_ids: &[String],
+    price_total: Option<u64>,
+) -> SeatsFacts {
+    SeatsFacts {
+        user_id,
+        event: event.place.clone(),
+        starts_at: event.starts_at.unwrap_or_default(),
+        hold_id: hold_id.to_string(),
+        seat_ids: seat_ids.to_vec(),
+        price_total,
+    }
+}
+
+fn table_facts(
+    user_id: String,
+    venue: &ResourceFacts,
+    reference: &str,
+    starts_at: DateTime<Utc>,
+    party_size: u32,
+) -> TableFacts {
+    TableFacts {
+        user_id,
+        venue: venue.place.clone(),
+        reference: reference.to_string(),
+        starts_at,
+        party_size,
+        position: None,
+        accept_by: None,
+    }
+}
+
+fn lot_facts(user_id: String, lot: &ResourceFacts, price: u64) -> LotFacts {
+    LotFacts {
+        user_id,
+        lot: lot.place.clone(),
+        price,
+        currency: lot.currency.clone(),
+    }
+}
+
+/// "A table is free: accept by ..." to each waiting party offered covers, in the
+/// decision's order.
+fn offer_notifications(
+    venue: &ResourceFacts,
+    offers: &[WaitlistOffer],
+) -> Result<Vec<(Notification, Locale)>, Error> {
+    offers
+        .iter()
+        .map(|offer| {
+            let starts_at = slot_start(&offer.slot, &venue.place)?;
+            let facts = TableFacts {
+                accept_by: Some(offer.expires_at),
+                ..table_facts(
+                    offer.user_id.clone(),
+                    venue,
+                    &offer.offer_id,
+                    starts_at,
+                    offer.party_size,
+                )
+            };
+            let notification = Notification::Table(NotificationKind::PromotedFromWaitlist, facts);
+            Ok((notification, venue.locale))
+        })
+        .collect()
+}
+
+/// When a slot (`2026-12-24T18:00`, local to the venue) starts, as the venue domain
+/// reckons it.
+fn slot_start(slot: &str, venue: &Place) -> Result<DateTime<Utc>, Error> {
+    parse_slot_id(slot)
+        .and_then(|(date, time)| local_instant(venue.time_zone, date, time))
+        .ok_or_else(|| {
+            Error::Journal(turnstile_journal::Error::Corrupt(format!(
+                "slot {slot:?} is not a local date and time of {}",
+                venue.time_zone.name()
+            )))
+        })
 }
 
 /// The ledger protocol for one message on its own (`docs/exactly-once.md`, rules 27–31):
@@ -445,26 +763,27 @@ async fn finish_alone<T: Transport>(
     first_error: Option<Error>,
 ) -> Result<(), Error> {
     let sink = config.sink.as_str();
-    let (partition, offset) = (job.partition, job.log_offset);
+    let (partition, offset, index) = (job.partition, job.log_offset, job.message_index);
     let message = match job.message {
         Ok(message) => message,
         Err(e) => {
             // Nothing to send: record the attempt and why, permanently.
             journal
-                .delivery_sending(sink, partition, offset, Utc::now())
+                .delivery_sending(sink, partition, offset, index, Utc::now())
                 .await?;
             journal
                 .delivery_error(
                     sink,
                     partition,
                     offset,
+                    index,
                     DeliveryState::Failed,
                     &e.to_string(),
                     Utc::now(),
                 )
                 .await?;
             NotifierStats::add(&stats.failed, 1);
-            tracing::warn!(sink, partition, offset, error = %e, "notification failed for good");
+            tracing::warn!(sink, partition, offset, index, error = %e, "notification failed for good");
             return Ok(());
         }
     };
@@ -475,7 +794,7 @@ async fn finish_alone<T: Transport>(
             Some(error) => error,
             None => {
                 if !journal
-                    .delivery_sending(sink, partition, offset, Utc::now())
+                    .delivery_sending(sink, partition, offset, index, Utc::now())
                     .await?
                 {
                     // Already sent (a redrive raced a resend): never send twice.
@@ -488,6 +807,7 @@ async fn finish_alone<T: Transport>(
                                 sink,
                                 partition,
                                 offset,
+                                index,
                                 &receipt.provider_message_id,
                                 Utc::now(),
                             )
@@ -505,6 +825,7 @@ async fn finish_alone<T: Transport>(
                     sink,
                     partition,
                     offset,
+                    index,
                     DeliveryState::Sending,
                     &error.to_string(),
                     Utc::now(),
@@ -525,13 +846,14 @@ async fn finish_alone<T: Transport>(
                 sink,
                 partition,
                 offset,
+                index,
                 DeliveryState::Failed,
                 &reason,
                 Utc::now(),
             )
             .await?;
         NotifierStats::add(&stats.failed, 1);
-        tracing::warn!(sink, outcome_id = %message.outcome_id, %reason, "notification failed; `turnstile sinks retry` re-drives it");
+        tracing::warn!(sink, outcome_id = %message.outcome_id, index, %reason, "notification failed; `turnstile sinks retry` re-drives it");
         return Ok(());
     }
 }

@@ -1,40 +1,45 @@
 //! What each notification says, per kind and locale: the subject and plain-text body.
 //!
-//! Times are shown twice: in the campaign's (later: the venue's or user's) IANA time zone
-//! with its abbreviation, which tells a reader whether daylight saving applies (`EST` or
-//! `EDT`), and in UTC, which is unambiguous. Instants are stored in UTC; the zone is applied
-//! only here, at the edge (DESIGN §8).
+//! Times are shown twice: in the resource's IANA time zone (a campaign's or a venue's) with
+//! its abbreviation, which tells a reader whether daylight saving applies (`EST` or `EDT`),
+//! and in UTC, which is unambiguous. Events and lots have no zone in their spec: their
+//! times are shown in UTC only. Instants are stored in UTC; the zone is applied only here,
+//! at the edge (DESIGN §8).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-/// Every notification turnstile sends, one per outcome worth telling a user about.
-///
-/// The coupon kinds have outcomes today (`CouponExpiringTomorrow` from the coupon's
-/// reminder timer). The others name what the issue asks for so that each domain adds its
-/// variant's template when it lands, here, beside these: bookings (`BookingConfirmed`,
-/// `BookingCancelled`, `Waitlisted`, `PromotedFromWaitlist`) with the venue-slot domain,
-/// `HoldExpired` with seated events, `Outbid` and `AuctionWon` with auction lots.
+/// Every notification turnstile sends. An outcome may call for several, one per recipient
+/// (a cancellation tells its guest and each waiting party offered the freed covers):
+/// `Notifier::notifications` (`sink.rs`) lists them in the order of their ledger index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotificationKind {
     /// A claim won a coupon (`Decision::CouponGranted`).
     CouponIssued,
     /// A coupon expires at the next local midnight (from the expiry scheduler).
     CouponExpiringTomorrow,
-    /// A table or seat booking was confirmed.
-    BookingConfirmed,
-    /// A booking was cancelled.
-    BookingCancelled,
-    /// A booking request joined the waitlist.
-    Waitlisted,
-    /// A waitlisted request got its place.
-    PromotedFromWaitlist,
-    /// A seat hold ran out before it was confirmed.
+    /// A seat hold was bought (`Decision::HoldConfirmed`).
+    TicketsConfirmed,
+    /// A seat hold ran out before it was confirmed (`Decision::HoldLapsed`).
     HoldExpired,
-    /// A higher bid was placed on a lot the user was leading.
+    /// A table was booked (`Decision::TableBooked`, `Decision::OfferAccepted`).
+    BookingConfirmed,
+    /// A booking was cancelled (`Decision::BookingCancelled`, to its guest).
+    BookingCancelled,
+    /// A party joined a slot's waitlist (`Decision::Waitlisted`).
+    Waitlisted,
+    /// Covers were offered to a waiting party (each `WaitlistOffer` of a cancellation, a
+    /// declined or a lapsed offer): accept before the offer lapses.
+    PromotedFromWaitlist,
+    /// An offer lapsed unanswered (`Decision::OfferLapsed`, to its guest).
+    OfferLapsed,
+    /// A higher bid took the lead from the user (`Decision::BidAccepted` with `outbid`).
     Outbid,
-    /// The user's bid won the lot.
+    /// The user won the lot (`Decision::LotSold`, to the winner).
     AuctionWon,
+    /// The lot closed unsold below its reserve (`Decision::LotClosedUnsold`, to the
+    /// highest bidder).
+    ReserveNotMet,
 }
 
 /// A language notifications are written in (`CampaignSpec::locale`).
@@ -154,6 +159,281 @@ impl CouponFacts {
     }
 }
 
+/// Where a resource's notifications are shown: its title and time zone (UTC for events and
+/// lots, whose specs have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The resource's title (its id when it has none).
+    pub title: String,
+    /// Its time zone.
+    pub time_zone: Tz,
+}
+
+impl Place {
+    /// `at` as the templates show it: local (with the zone's abbreviation and name) and
+    /// UTC, or UTC alone in a place whose zone is UTC.
+    fn when(&self, at: DateTime<Utc>, locale: Locale) -> String {
+        let utc = at.format("%Y-%m-%d %H:%M UTC").to_string();
+        if self.time_zone == chrono_tz::UTC {
+            return utc;
+        }
+        let local = at.with_timezone(&self.time_zone);
+        let zone = self.time_zone.name();
+        match locale {
+            Locale::En => format!(
+                "{} ({zone}), that is {utc}",
+                local.format("%Y-%m-%d %H:%M %Z")
+            ),
+            Locale::Ko => format!(
+                "{} ({zone}), 협정 세계시(UTC)로는 {utc}",
+                local.format("%Y년 %-m월 %-d일 %H:%M %Z")
+            ),
+        }
+    }
+}
+
+/// An amount in minor units as people read it: with the currency's decimals (none for the
+/// zero-decimal currencies, two otherwise) and its code.
+pub fn format_amount(minor: u64, currency: &str) -> String {
+    const ZERO_DECIMAL: &[&str] = &[
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
+        "XAF", "XOF", "XPF",
+    ];
+    if ZERO_DECIMAL.contains(&currency) {
+        format!("{minor} {currency}")
+    } else {
+        format!("{}.{:02} {currency}", minor / 100, minor % 100)
+    }
+}
+
+/// The facts of a notification about a seat hold ("tickets confirmed", "hold expired").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatsFacts {
+    /// The holder.
+    pub user_id: String,
+    /// The event.
+    pub event: Place,
+    /// When the event starts.
+    pub starts_at: DateTime<Utc>,
+    /// The hold.
+    pub hold_id: String,
+    /// Its seats.
+    pub seat_ids: Vec<String>,
+    /// What they cost together, in minor units (a confirmation), if known.
+    pub price_total: Option<u64>,
+}
+
+/// The facts of a notification about a table at a venue: a booking, a waitlist entry or
+/// an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    /// The guest.
+    pub user_id: String,
+    /// The venue.
+    pub venue: Place,
+    /// The booking, waitlist entry or offer.
+    pub reference: String,
+    /// When the slot starts.
+    pub starts_at: DateTime<Utc>,
+    /// Covers.
+    pub party_size: u32,
+    /// The place on the waitlist (a waitlist entry), 1 at the head.
+    pub position: Option<u32>,
+    /// Until when an offer may be accepted (an offer).
+    pub accept_by: Option<DateTime<Utc>>,
+}
+
+/// The facts of a notification about an auction lot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotFacts {
+    /// The bidder told.
+    pub user_id: String,
+    /// The lot.
+    pub lot: Place,
+    /// The lot's price: the current price (outbid), the sale price (won), the highest
+    /// maximum (reserve not met), in minor units.
+    pub price: u64,
+    /// Its currency.
+    pub currency: String,
+}
+
+/// "Hello" in each locale, and the body's first line.
+fn greeting(user: &str, locale: Locale) -> String {
+    match locale {
+        Locale::En => format!("Hello {user},\n\n"),
+        Locale::Ko => format!("{user}님, 안녕하세요.\n\n"),
+    }
+}
+
+impl SeatsFacts {
+    fn render_confirmed(&self, locale: Locale) -> Rendered {
+        let (title, seats, hold) = (&self.event.title, self.seat_ids.join(", "), &self.hold_id);
+        let when = self.event.when(self.starts_at, locale);
+        let total = self.price_total.unwrap_or(0);
+        let hello = greeting(&self.user_id, locale);
+        match locale {
+            Locale::En => Rendered {
+                subject: format!("Your tickets for {title} are confirmed"),
+                body: format!(
+                    "{hello}your tickets for \"{title}\" are confirmed (hold {hold}).\n\
+                     Seats: {seats}\n\
+                     Total: {total}\n\
+                     The event starts at {when}.\n"
+                ),
+            },
+            Locale::Ko => Rendered {
+                subject: format!("[{title}] 티켓 구매가 확정되었습니다"),
+                body: format!(
+                    "{hello}\"{title}\" 티켓 구매가 확정되었습니다(선점 {hold}).\n\
+                     좌석: {seats}\n\
+                     합계: {total}\n\
+                     공연 시작: {when}\n"
+                ),
+            },
+        }
+    }
+
+    fn render_expired(&self, locale: Locale) -> Rendered {
+        let (title, seats, hold) = (&self.event.title, self.seat_ids.join(", "), &self.hold_id);
+        let hello = greeting(&self.user_id, locale);
+        match locale {
+            Locale::En => Rendered {
+                subject: format!("Your hold on {title} has expired"),
+                body: format!(
+                    "{hello}your hold {hold} for \"{title}\" expired before it was confirmed.\n\
+                     Seats released: {seats}\n"
+                ),
+            },
+            Locale::Ko => Rendered {
+                subject: format!("[{title}] 좌석 선점이 만료되었습니다"),
+                body: format!(
+                    "{hello}\"{title}\" 좌석 선점({hold})이 확정되지 않아 만료되었습니다.\n\
+                     해제된 좌석: {seats}\n"
+                ),
+            },
+        }
+    }
+}
+
+impl TableFacts {
+    fn render(&self, kind: NotificationKind, locale: Locale) -> Rendered {
+        let (title, reference, party) = (&self.venue.title, &self.reference, self.party_size);
+        let when = self.venue.when(self.starts_at, locale);
+        let hello = greeting(&self.user_id, locale);
+        let position = self.position.unwrap_or(0);
+        let accept_by = self
+            .accept_by
+            .map(|at| self.venue.when(at, locale))
+            .unwrap_or_default();
+        let (subject, lead, extra) = match (kind, locale) {
+            (NotificationKind::BookingConfirmed, Locale::En) => (
+                format!("Your table at {title} is booked"),
+                format!("your booking {reference} at \"{title}\" is confirmed."),
+                String::new(),
+            ),
+            (NotificationKind::BookingConfirmed, Locale::Ko) => (
+                format!("[{title}] 예약이 확정되었습니다"),
+                format!("\"{title}\" 예약({reference})이 확정되었습니다."),
+                String::new(),
+            ),
+            (NotificationKind::BookingCancelled, Locale::En) => (
+                format!("Your booking at {title} is cancelled"),
+                format!("your booking {reference} at \"{title}\" is cancelled."),
+                String::new(),
+            ),
+            (NotificationKind::BookingCancelled, Locale::Ko) => (
+                format!("[{title}] 예약이 취소되었습니다"),
+                format!("\"{title}\" 예약({reference})이 취소되었습니다."),
+                String::new(),
+            ),
+            (NotificationKind::Waitlisted, Locale::En) => (
+                format!("You are on the waitlist at {title}"),
+                format!("you are on the waitlist at \"{title}\" ({reference})."),
+                format!("Position: {position}\n"),
+            ),
+            (NotificationKind::Waitlisted, Locale::Ko) => (
+                format!("[{title}] 대기자 명단에 등록되었습니다"),
+                format!("\"{title}\" 대기자 명단에 등록되었습니다({reference})."),
+                format!("대기 순번: {position}번\n"),
+            ),
+            (NotificationKind::PromotedFromWaitlist, Locale::En) => (
+                format!("A table is free at {title}"),
+                format!("a table for your party is free at \"{title}\" (offer {reference})."),
+                format!("Accept it by {accept_by}, or it goes to the next party.\n"),
+            ),
+            (NotificationKind::PromotedFromWaitlist, Locale::Ko) => (
+                format!("[{title}] 빈 자리가 생겼습니다"),
+                format!("\"{title}\"에 빈 자리가 생겼습니다(제안 {reference})."),
+                format!("수락 기한: {accept_by}까지 수락하지 않으면 다음 대기자에게 넘어갑니다.\n"),
+            ),
+            (_, Locale::En) => (
+                format!("Your offer at {title} has lapsed"),
+                format!(
+                    "the table offered to you at \"{title}\" (offer {reference}) was not \
+                     accepted in time and went to the next party."
+                ),
+                String::new(),
+            ),
+            (_, Locale::Ko) => (
+                format!("[{title}] 자리 제안이 만료되었습니다"),
+                format!(
+                    "\"{title}\" 자리 제안({reference})이 기한 내에 수락되지 않아 다음 \
+                     대기자에게 넘어갔습니다."
+                ),
+                String::new(),
+            ),
+        };
+        let body = match locale {
+            Locale::En => format!("{hello}{lead}\nDate and time: {when}\nParty: {party}\n{extra}"),
+            Locale::Ko => format!("{hello}{lead}\n일시: {when}\n인원: {party}명\n{extra}"),
+        };
+        Rendered { subject, body }
+    }
+}
+
+impl LotFacts {
+    fn render(&self, kind: NotificationKind, locale: Locale) -> Rendered {
+        let title = &self.lot.title;
+        let price = format_amount(self.price, &self.currency);
+        let hello = greeting(&self.user_id, locale);
+        let (subject, body) = match (kind, locale) {
+            (NotificationKind::Outbid, Locale::En) => (
+                format!("You have been outbid on {title}"),
+                format!("a higher bid took the lead on \"{title}\".\nCurrent price: {price}\n"),
+            ),
+            (NotificationKind::Outbid, Locale::Ko) => (
+                format!("[{title}] 더 높은 입찰이 있습니다"),
+                format!("\"{title}\"에 더 높은 입찰이 들어와 최고 입찰자가 바뀌었습니다.\n현재 가격: {price}\n"),
+            ),
+            (NotificationKind::AuctionWon, Locale::En) => (
+                format!("You won {title}"),
+                format!("you won \"{title}\".\nPrice: {price}\n"),
+            ),
+            (NotificationKind::AuctionWon, Locale::Ko) => (
+                format!("[{title}] 낙찰되었습니다"),
+                format!("\"{title}\"에 낙찰되었습니다.\n낙찰가: {price}\n"),
+            ),
+            (_, Locale::En) => (
+                format!("{title} closed: reserve not met"),
+                format!(
+                    "\"{title}\" closed without a sale: your highest bid did not meet the \
+                     reserve.\nYour highest bid: {price}\n"
+                ),
+            ),
+            (_, Locale::Ko) => (
+                format!("[{title}] 최저 낙찰가 미달로 유찰되었습니다"),
+                format!(
+                    "\"{title}\" 경매가 최저 낙찰가에 미달하여 유찰되었습니다.\n최고 입찰액: {price}\n"
+                ),
+            ),
+        };
+        Rendered {
+            subject,
+            body: format!("{hello}{body}"),
+        }
+    }
+}
+
 /// A notification of one kind with its facts: the template set. Each variant renders
 /// itself; a new kind adds a variant and its facts struct (see [`NotificationKind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +442,17 @@ pub enum Notification {
     CouponIssued(CouponFacts),
     /// An unused coupon expires within a day (its reminder timer fired).
     CouponExpiringTomorrow(CouponFacts),
+    /// A seat hold was bought.
+    TicketsConfirmed(SeatsFacts),
+    /// A seat hold lapsed unconfirmed.
+    HoldExpired(SeatsFacts),
+    /// A table was booked (`BookingConfirmed`), a booking cancelled (`BookingCancelled`),
+    /// a waitlist joined (`Waitlisted`), covers offered (`PromotedFromWaitlist`) or an offer
+    /// lapsed (`OfferLapsed`).
+    Table(NotificationKind, TableFacts),
+    /// A bidder was outbid (`Outbid`), won (`AuctionWon`), or lost below the reserve
+    /// (`ReserveNotMet`).
+    Lot(NotificationKind, LotFacts),
 }
 
 impl Notification {
@@ -170,6 +461,9 @@ impl Notification {
         match self {
             Notification::CouponIssued(_) => NotificationKind::CouponIssued,
             Notification::CouponExpiringTomorrow(_) => NotificationKind::CouponExpiringTomorrow,
+            Notification::TicketsConfirmed(_) => NotificationKind::TicketsConfirmed,
+            Notification::HoldExpired(_) => NotificationKind::HoldExpired,
+            Notification::Table(kind, _) | Notification::Lot(kind, _) => *kind,
         }
     }
 
@@ -179,6 +473,11 @@ impl Notification {
             Notification::CouponIssued(facts) | Notification::CouponExpiringTomorrow(facts) => {
                 &facts.user_id
             }
+            Notification::TicketsConfirmed(facts) | Notification::HoldExpired(facts) => {
+                &facts.user_id
+            }
+            Notification::Table(_, facts) => &facts.user_id,
+            Notification::Lot(_, facts) => &facts.user_id,
         }
     }
 
@@ -187,6 +486,10 @@ impl Notification {
         match self {
             Notification::CouponIssued(facts) => facts.render_issued(locale),
             Notification::CouponExpiringTomorrow(facts) => facts.render_expiring(locale),
+            Notification::TicketsConfirmed(facts) => facts.render_confirmed(locale),
+            Notification::HoldExpired(facts) => facts.render_expired(locale),
+            Notification::Table(kind, facts) => facts.render(*kind, locale),
+            Notification::Lot(kind, facts) => facts.render(*kind, locale),
         }
     }
 }
