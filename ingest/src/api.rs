@@ -9,6 +9,7 @@
 //! | GET | `/v1/campaigns/{campaign_id}/requests/{request_id}` | a request's status |
 //! | GET | `/v1/users/{user_id}/coupons` | a user's coupons |
 //! | GET | `/healthz` | liveness |
+//! | GET | `/openapi.json` | the OpenAPI 3.0 document of this API, see [`crate::openapi`] |
 //! | … | `/v1/events`, `/v1/venues`, `/v1/lots` | seats, tables and lots, see [`crate::domains`] |
 //! | GET, POST | `/v1/admin/…` | operator routes, see [`crate::admin`] |
 //!
@@ -44,6 +45,7 @@ pub fn router(edge: Edge) -> Router {
     let body_bytes_max = edge.config.body_bytes_max;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(crate::openapi::serve))
         .route("/v1/campaigns", post(create_campaign))
         .route("/v1/campaigns/{campaign_id}", get(campaign))
         .route("/v1/campaigns/{campaign_id}/claims", post(claim))

@@ -8,6 +8,7 @@
 //! - [`shared_state`]: the Redis edge state's edge side: the outcome stream into the feed,
 //!   the shared sold-out gate (`turnstile_edge_state` holds the Redis code itself).
 //! - [`error`]: every error answer, in the stable JSON shape.
+//! - [`openapi`]: the OpenAPI 3.0 document of the API (`GET /openapi.json`).
 //!
 //! A write is validated, stamped with the time it arrived (the decision's "now"), appended
 //! to the log — durably, before anything is answered — and then answered with its committed
@@ -19,6 +20,7 @@ pub mod command_log;
 mod domains;
 pub mod error;
 pub mod feed;
+pub mod openapi;
 pub mod shared_state;
 
 use std::net::SocketAddr;

@@ -101,9 +101,10 @@ enum Commands {
     /// Reads the journal directly: `turnstile sinks status` (add --json for scripts),
     /// `turnstile sinks retry --sink ses`.
     Sinks(sinks::SinksArgs),
-    /// Write the JSON Schemas of the log envelope, outcomes, campaign spec and API errors.
+    /// Write the JSON Schemas of the log envelope, outcomes, specs, views and API errors,
+    /// and the OpenAPI 3.0 document of the HTTP API (`openapi.json`).
     Schema {
-        /// Directory to write `*.schema.json` into (created if missing).
+        /// Directory to write `*.schema.json` and `openapi.json` into (created if missing).
         #[arg(long, default_value = "./schemas-out")]
         out: PathBuf,
     },
@@ -404,6 +405,11 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+            let path = out.join("openapi.json");
+            let document = turnstile_ingest::openapi::document();
+            std::fs::write(&path, serde_json::to_string_pretty(&document)? + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
     }
