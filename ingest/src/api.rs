@@ -75,12 +75,32 @@ pub fn router(edge: Edge) -> Router {
         .with_state(edge)
 }
 
-/// Body of `POST /v1/campaigns`.
-#[derive(Debug, Deserialize)]
-struct CreateCampaignBody {
-    campaign_id: String,
-    #[serde(flatten)]
-    spec: CampaignSpec,
+/// Parses a create body: the new resource's id in `id_field` beside the fields of its
+/// spec. Not with `#[serde(flatten)]`, which drops fields the spec does not know: a
+/// misspelt `per_user_limt` must be refused, not silently replaced by its default.
+pub(crate) fn create_body<S: serde::de::DeserializeOwned>(
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+    id_field: &'static str,
+) -> Result<(String, S), Failure> {
+    let Json(mut fields) = body?;
+    let id = match fields.remove(id_field) {
+        Some(serde_json::Value::String(id)) => id,
+        Some(other) => {
+            return Err(Failure::invalid(
+                "invalid_body",
+                format!("{id_field} must be a string, got {other}"),
+            ))
+        }
+        None => {
+            return Err(Failure::invalid(
+                "invalid_body",
+                format!("missing field `{id_field}`"),
+            ))
+        }
+    };
+    let spec = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| Failure::invalid("invalid_body", e.to_string()))?;
+    Ok((id, spec))
 }
 
 /// Body of claims and redeems.
@@ -93,25 +113,17 @@ pub(crate) struct UserBody {
 async fn create_campaign(
     State(edge): State<Edge>,
     headers: HeaderMap,
-    body: Result<Json<CreateCampaignBody>, JsonRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Answer {
     let request_id = idempotency_key(&headers)?;
-    let Json(body) = body?;
-    validate_id("campaign_id", &body.campaign_id)
+    let (campaign_id, spec): (String, CampaignSpec) = create_body(body, "campaign_id")?;
+    validate_id("campaign_id", &campaign_id)
         .map_err(|m| Failure::invalid("invalid_campaign_id", m))?;
-    body.spec
-        .validate()
+    spec.validate()
         .map_err(|m| Failure::invalid("invalid_campaign", m))?;
-    let command = Command::Coupon(CouponCommand::CreateCampaign { spec: body.spec });
-    submit(
-        &edge,
-        &headers,
-        request_id,
-        body.campaign_id,
-        OPERATOR_USER_ID.into(),
-        command,
-    )
-    .await
+    let command = Command::Coupon(CouponCommand::CreateCampaign { spec });
+    let operator = OPERATOR_USER_ID.to_string();
+    submit(&edge, &headers, request_id, campaign_id, operator, command).await
 }
 
 async fn campaign(State(edge): State<Edge>, path: Result<Path<String>, PathRejection>) -> Answer {

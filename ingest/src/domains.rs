@@ -41,7 +41,9 @@ use turnstile_schemas::seats::{EventSpec, SeatsCommand};
 use turnstile_schemas::venue::{VenueCalendar, VenueCommand, VenueSpec};
 use turnstile_schemas::{validate_id, Command};
 
-use crate::api::{request_status, submit, user_write, Answer, UserBody, OPERATOR_USER_ID};
+use crate::api::{
+    create_body, request_status, submit, user_write, Answer, UserBody, OPERATOR_USER_ID,
+};
 use crate::error::Failure;
 use crate::Edge;
 
@@ -97,77 +99,44 @@ pub(crate) fn routes() -> Router<Edge> {
 // Creating: an operator's write with a spec checked at the edge
 // ---------------------------------------------------------------------------------------
 
-/// Body of `POST /v1/events`.
-#[derive(Debug, Deserialize)]
-struct CreateEventBody {
-    event_id: String,
-    #[serde(flatten)]
-    spec: EventSpec,
-}
+/// A create body, as `POST /v1/{events,venues,lots}` take it.
+type CreateBody = Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>;
 
-/// Body of `POST /v1/venues`.
-#[derive(Debug, Deserialize)]
-struct CreateVenueBody {
-    venue_id: String,
-    #[serde(flatten)]
-    spec: VenueSpec,
-}
-
-/// Body of `POST /v1/lots`.
-#[derive(Debug, Deserialize)]
-struct CreateLotBody {
-    lot_id: String,
-    #[serde(flatten)]
-    spec: LotSpec,
-}
-
-async fn create_event(
-    State(edge): State<Edge>,
-    headers: HeaderMap,
-    body: Result<Json<CreateEventBody>, JsonRejection>,
-) -> Answer {
-    let Json(body) = body?;
-    body.spec
-        .validate()
+async fn create_event(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+    let request_id = crate::api::idempotency_key(&headers)?;
+    let (event_id, spec): (String, EventSpec) = create_body(body, "event_id")?;
+    spec.validate()
         .map_err(|m| Failure::invalid("invalid_event", m))?;
-    let command = Command::Seats(SeatsCommand::CreateEvent { spec: body.spec });
-    create(&edge, &headers, ("event_id", body.event_id), command).await
+    let command = Command::Seats(SeatsCommand::CreateEvent { spec });
+    create(&edge, &headers, request_id, ("event_id", event_id), command).await
 }
 
-async fn create_venue(
-    State(edge): State<Edge>,
-    headers: HeaderMap,
-    body: Result<Json<CreateVenueBody>, JsonRejection>,
-) -> Answer {
-    let Json(body) = body?;
-    body.spec
-        .validate()
+async fn create_venue(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+    let request_id = crate::api::idempotency_key(&headers)?;
+    let (venue_id, spec): (String, VenueSpec) = create_body(body, "venue_id")?;
+    spec.validate()
         .map_err(|m| Failure::invalid("invalid_venue", m))?;
-    let command = Command::Venue(VenueCommand::CreateVenue { spec: body.spec });
-    create(&edge, &headers, ("venue_id", body.venue_id), command).await
+    let command = Command::Venue(VenueCommand::CreateVenue { spec });
+    create(&edge, &headers, request_id, ("venue_id", venue_id), command).await
 }
 
-async fn create_lot(
-    State(edge): State<Edge>,
-    headers: HeaderMap,
-    body: Result<Json<CreateLotBody>, JsonRejection>,
-) -> Answer {
-    let Json(body) = body?;
-    body.spec
-        .validate()
+async fn create_lot(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+    let request_id = crate::api::idempotency_key(&headers)?;
+    let (lot_id, spec): (String, LotSpec) = create_body(body, "lot_id")?;
+    spec.validate()
         .map_err(|m| Failure::invalid("invalid_lot", m))?;
-    let command = Command::Auction(AuctionCommand::CreateLot { spec: body.spec });
-    create(&edge, &headers, ("lot_id", body.lot_id), command).await
+    let command = Command::Auction(AuctionCommand::CreateLot { spec });
+    create(&edge, &headers, request_id, ("lot_id", lot_id), command).await
 }
 
 /// Submits a creation, on behalf of the operator, after checking the new resource's id.
 async fn create(
     edge: &Edge,
     headers: &HeaderMap,
+    request_id: String,
     (what, resource_id): (&'static str, String),
     command: Command,
 ) -> Answer {
-    let request_id = crate::api::idempotency_key(headers)?;
     validate_id(what, &resource_id).map_err(|m| Failure::invalid("invalid_id", m))?;
     let operator = OPERATOR_USER_ID.to_string();
     submit(edge, headers, request_id, resource_id, operator, command).await
@@ -232,6 +201,7 @@ async fn confirm_hold(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((event_id, hold_id)) = path?;
+    let hold_id = path_id("hold_id", hold_id)?;
     let command = Command::Seats(SeatsCommand::ConfirmHold { hold_id });
     user_command(&edge, &headers, body, event_id, command).await
 }
@@ -243,6 +213,7 @@ async fn release_hold(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((event_id, hold_id)) = path?;
+    let hold_id = path_id("hold_id", hold_id)?;
     let command = Command::Seats(SeatsCommand::ReleaseHold { hold_id });
     user_command(&edge, &headers, body, event_id, command).await
 }
@@ -304,6 +275,7 @@ async fn cancel_booking(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((venue_id, booking_id)) = path?;
+    let booking_id = path_id("booking_id", booking_id)?;
     let command = Command::Venue(VenueCommand::CancelBooking { booking_id });
     user_command(&edge, &headers, body, venue_id, command).await
 }
@@ -315,6 +287,7 @@ async fn accept_offer(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((venue_id, offer_id)) = path?;
+    let offer_id = path_id("offer_id", offer_id)?;
     let command = Command::Venue(VenueCommand::AcceptOffer { offer_id });
     user_command(&edge, &headers, body, venue_id, command).await
 }
@@ -326,6 +299,7 @@ async fn decline_offer(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((venue_id, offer_id)) = path?;
+    let offer_id = path_id("offer_id", offer_id)?;
     let command = Command::Venue(VenueCommand::DeclineOffer { offer_id });
     user_command(&edge, &headers, body, venue_id, command).await
 }
@@ -365,6 +339,12 @@ async fn buy_now(
     let Path(lot_id) = path?;
     let command = Command::Auction(AuctionCommand::BuyNow);
     user_command(&edge, &headers, body, lot_id, command).await
+}
+
+/// An id from the path, checked like every id (`validate_id`).
+fn path_id(what: &'static str, id: String) -> Result<String, Failure> {
+    validate_id(what, &id).map_err(|m| Failure::invalid("invalid_id", m))?;
+    Ok(id)
 }
 
 /// Submits a command whose body names only its user.

@@ -605,9 +605,8 @@ fn generated_schemas() -> Map<String, Value> {
         .collect()
 }
 
-/// A create body: the resource's id beside its spec's fields (the handler flattens the
-/// spec into the body). The flattened spec ignores fields it does not know, so unlike the
-/// spec alone the body does not refuse them.
+/// A create body: the resource's id beside its spec's fields, and nothing else (the
+/// handler refuses a field the spec does not know, so a misspelt one is not lost).
 fn create_body(id_field: &str, spec: &str, generated: &Map<String, Value>) -> Value {
     let spec_schema = generated.get(spec).cloned().unwrap_or_else(|| json!({}));
     let mut properties = Map::new();
@@ -621,9 +620,10 @@ fn create_body(id_field: &str, spec: &str, generated: &Map<String, Value>) -> Va
     }
     json!({
         "type": "object",
-        "description": format!("`{id_field}` and the fields of {spec}. Fields the spec does not know are ignored."),
+        "description": format!("`{id_field}` and the fields of {spec}."),
         "required": required,
         "properties": properties,
+        "additionalProperties": false,
     })
 }
 

@@ -222,6 +222,28 @@ async fn seats_are_held_confirmed_and_lapse_through_the_scheduler() {
     )
     .await;
     assert_error(&bad_spec, StatusCode::UNPROCESSABLE_ENTITY, "invalid_event");
+    // A misspelt field is refused, not dropped in favour of its default.
+    let typo = json!({"event_id": "y", "starts_at": "2027-01-01T19:00:00Z", "hold_ttl_secs": 30,
+        "sections": [{"section_id": "A", "price_tier": {"name": "a", "price_minor": 1},
+                      "rows": [{"row_id": "1", "seats": 1}]}]});
+    let typo = post(&client, server.url("/v1/events"), "typo", typo).await;
+    assert_error(&typo, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert!(
+        typo.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hold_ttl_secs"),
+        "{}",
+        typo.1
+    );
+    let bad_hold_id = post(
+        &client,
+        server.url("/v1/events/gala/holds/h%20one/confirm"),
+        "k2",
+        json!({"user_id": "ann"}),
+    )
+    .await;
+    assert_error(&bad_hold_id, StatusCode::UNPROCESSABLE_ENTITY, "invalid_id");
 }
 
 #[tokio::test]
