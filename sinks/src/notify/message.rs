@@ -5,6 +5,7 @@
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
+use super::NotificationKind;
 use crate::Error;
 
 /// Where a user's notifications go. There is no user directory yet, so the address is
@@ -74,6 +75,8 @@ pub struct Message {
     /// is recognisable downstream (invariant 7).
     pub message_id: String,
     /// Sender address (`From`, and SES's `FromEmailAddress`).
+    /// What it tells (in the `X-Turnstile-Kind` header).
+    pub kind: NotificationKind,
     pub from: String,
     /// Recipient address.
     pub to: String,
@@ -119,6 +122,7 @@ impl Message {
              Subject: =?UTF-8?B?{subject}?=\r\n\
              Message-ID: {message_id}\r\n\
              X-Turnstile-Outcome-Id: {outcome_id}\r\n\
+             X-Turnstile-Kind: {kind}\r\n\
              Date: {date}\r\n\
              MIME-Version: 1.0\r\n\
              Content-Type: text/plain; charset=utf-8\r\n\
@@ -130,6 +134,7 @@ impl Message {
             subject = base64.encode(&self.subject),
             message_id = self.message_id,
             outcome_id = self.outcome_id,
+            kind = self.kind.code(),
             date = self.date.to_rfc2822(),
         )
         .into_bytes()
@@ -171,6 +176,7 @@ mod tests {
             outcome_id: "2-41".into(),
             message_index: 0,
             message_id: Message::message_id_for("2-41", 0, "ses"),
+            kind: NotificationKind::CouponIssued,
             from: "drops@shop.example".into(),
             to: "alice@shop.example".into(),
             subject: "쿠폰이 발급되었습니다".into(),
@@ -188,6 +194,10 @@ mod tests {
             "<2-41.2.ses@turnstile>"
         );
         assert!(head.contains("X-Turnstile-Outcome-Id: 2-41\r\n"), "{head}");
+        assert!(
+            head.contains("X-Turnstile-Kind: coupon_issued\r\n"),
+            "{head}"
+        );
         assert!(
             head.contains("Date: Sun, 8 Mar 2026 01:02:03 +0000"),
             "{head}"

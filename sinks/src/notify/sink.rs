@@ -460,6 +460,7 @@ impl<T: Transport> Notifier<T> {
                     ),
                     outcome_id,
                     message_index,
+                    kind: notification.kind(),
                     from: self.config.from.clone(),
                     to,
                     subject: rendered.subject,

@@ -42,6 +42,27 @@ pub enum NotificationKind {
     ReserveNotMet,
 }
 
+impl NotificationKind {
+    /// The kind's stable name, in each message's `X-Turnstile-Kind` header (for mail
+    /// filters, and for counting one kind in a mailbox).
+    pub fn code(self) -> &'static str {
+        match self {
+            NotificationKind::CouponIssued => "coupon_issued",
+            NotificationKind::CouponExpiringTomorrow => "coupon_expiring_tomorrow",
+            NotificationKind::TicketsConfirmed => "tickets_confirmed",
+            NotificationKind::HoldExpired => "hold_expired",
+            NotificationKind::BookingConfirmed => "booking_confirmed",
+            NotificationKind::BookingCancelled => "booking_cancelled",
+            NotificationKind::Waitlisted => "waitlisted",
+            NotificationKind::PromotedFromWaitlist => "promoted_from_waitlist",
+            NotificationKind::OfferLapsed => "offer_lapsed",
+            NotificationKind::Outbid => "outbid",
+            NotificationKind::AuctionWon => "auction_won",
+            NotificationKind::ReserveNotMet => "reserve_not_met",
+        }
+    }
+}
+
 /// A language notifications are written in (`CampaignSpec::locale`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Locale {
