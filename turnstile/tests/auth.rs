@@ -209,7 +209,10 @@ async fn a_token_of_each_algorithm_claims_as_its_subject() {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{alg}: {outcome}");
         assert_eq!(outcome["user_id"], *sub, "{alg}: {outcome}");
-        assert_eq!(outcome["decision"]["status"], "coupon_granted", "{alg}: {outcome}");
+        assert_eq!(
+            outcome["decision"]["status"], "coupon_granted",
+            "{alg}: {outcome}"
+        );
     }
     // A body user_id equal to the token's sub is accepted.
     let token = hs("hs-new", HS_NEW, &claims("match-user"));
