@@ -11,7 +11,8 @@
 //! delivery (invariant 3), and a record still invalid is dead-lettered again with its new
 //! offset. Replay after deploying a fix, e.g. a build that reads a newer envelope version.
 //!
-//! Not authenticated yet: bind the edge to a private address until JWT admin scopes land.
+//! With authentication on ([`crate::auth`]) every admin route needs a bearer token with
+//! the `admin` scope; with it off they are open: bind such an edge to a private address.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -24,6 +25,7 @@ use turnstile_journal::DeadLetter;
 use turnstile_log::partition_for;
 use turnstile_schemas::Envelope;
 
+use crate::auth::Admin;
 use crate::error::Failure;
 use crate::Edge;
 
@@ -37,7 +39,7 @@ pub fn routes() -> Router<Edge> {
         )
 }
 
-async fn list(State(edge): State<Edge>) -> Result<Response, Failure> {
+async fn list(State(edge): State<Edge>, _admin: Admin) -> Result<Response, Failure> {
     let mut letters = Vec::new();
     for partition in 0..edge.log.partitions() {
         letters.extend(dead_letters(&edge, partition).await?);
@@ -48,6 +50,7 @@ async fn list(State(edge): State<Edge>) -> Result<Response, Failure> {
 
 async fn replay(
     State(edge): State<Edge>,
+    _admin: Admin,
     path: Result<Path<(u32, u64)>, PathRejection>,
 ) -> Result<Response, Failure> {
     let Path((partition, offset)) = path?;

@@ -32,10 +32,12 @@ use turnstile_schemas::{
     LogPosition, Outcome, ENVELOPE_VERSION, TIMER_REQUEST_PREFIX,
 };
 
+use crate::auth::{Admin, Caller};
 use crate::error::Failure;
 use crate::Edge;
 
-/// The user id recorded on administrative commands until the edge authenticates callers.
+/// The user id recorded on administrative commands when the edge does not authenticate
+/// callers (with authentication on, the admin token's `sub` is recorded).
 pub(crate) const OPERATOR_USER_ID: &str = "operator";
 
 pub(crate) type Answer = Result<Response, Failure>;
@@ -103,15 +105,17 @@ pub(crate) fn create_body<S: serde::de::DeserializeOwned>(
     Ok((id, spec))
 }
 
-/// Body of claims and redeems.
+/// Body of claims and redeems: the user, required unless a bearer token names it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserBody {
-    user_id: String,
+    #[serde(default)]
+    user_id: Option<String>,
 }
 
 async fn create_campaign(
     State(edge): State<Edge>,
+    admin: Admin,
     headers: HeaderMap,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Answer {
@@ -122,7 +126,7 @@ async fn create_campaign(
     spec.validate()
         .map_err(|m| Failure::invalid("invalid_campaign", m))?;
     let command = Command::Coupon(CouponCommand::CreateCampaign { spec });
-    let operator = OPERATOR_USER_ID.to_string();
+    let operator = admin.user_id();
     submit(&edge, &headers, request_id, campaign_id, operator, command).await
 }
 
@@ -142,12 +146,13 @@ async fn campaign(State(edge): State<Edge>, path: Result<Path<String>, PathRejec
 
 async fn claim(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path(campaign_id) = path?;
-    let (request_id, user_id) = user_write(&headers, body)?;
+    let (request_id, user_id) = user_write(&headers, &caller, body)?;
     let view = edge.campaign(&campaign_id).await?;
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
@@ -191,12 +196,13 @@ async fn claim(
 
 async fn redeem(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((campaign_id, coupon_id)) = path?;
-    let (request_id, user_id) = user_write(&headers, body)?;
+    let (request_id, user_id) = user_write(&headers, &caller, body)?;
     validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
     edge.campaign(&campaign_id).await?;
     let command = Command::Coupon(CouponCommand::Redeem { coupon_id });
@@ -422,15 +428,17 @@ fn pending(envelope: &Envelope) -> Response {
         .into_response()
 }
 
-/// What every user write carries: its `Idempotency-Key` and a valid user id.
+/// What every user write carries: its `Idempotency-Key` and its user — the bearer token's
+/// subject, or with authentication off the body's `user_id` (see [`Caller::user_id`]).
 pub(crate) fn user_write(
     headers: &HeaderMap,
+    caller: &Caller,
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Result<(String, String), Failure> {
     let request_id = idempotency_key(headers)?;
     let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
-    Ok((request_id, body.user_id))
+    let user_id = caller.user_id(body.user_id)?;
+    Ok((request_id, user_id))
 }
 
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {

@@ -25,6 +25,9 @@
 //! state (ids, specs, body shape) and answers 4xx without touching the log; everything
 //! that needs the state (a seat taken, a bid too low) is decided in log order and comes
 //! back as the rejection's 4xx.
+//!
+//! With authentication on ([`crate::auth`]) creates need an admin token and users' writes
+//! a bearer token whose `sub` is the user; the lookups stay public.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -41,9 +44,8 @@ use turnstile_schemas::seats::{EventSpec, SeatsCommand};
 use turnstile_schemas::venue::{VenueCalendar, VenueCommand, VenueSpec};
 use turnstile_schemas::{validate_id, Command};
 
-use crate::api::{
-    create_body, request_status, submit, user_write, Answer, UserBody, OPERATOR_USER_ID,
-};
+use crate::api::{create_body, request_status, submit, user_write, Answer, UserBody};
+use crate::auth::{Admin, Caller};
 use crate::error::Failure;
 use crate::Edge;
 
@@ -102,43 +104,83 @@ pub(crate) fn routes() -> Router<Edge> {
 /// A create body, as `POST /v1/{events,venues,lots}` take it.
 type CreateBody = Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>;
 
-async fn create_event(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+async fn create_event(
+    State(edge): State<Edge>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: CreateBody,
+) -> Answer {
     let request_id = crate::api::idempotency_key(&headers)?;
     let (event_id, spec): (String, EventSpec) = create_body(body, "event_id")?;
     spec.validate()
         .map_err(|m| Failure::invalid("invalid_event", m))?;
     let command = Command::Seats(SeatsCommand::CreateEvent { spec });
-    create(&edge, &headers, request_id, ("event_id", event_id), command).await
+    create(
+        &edge,
+        &admin,
+        &headers,
+        request_id,
+        ("event_id", event_id),
+        command,
+    )
+    .await
 }
 
-async fn create_venue(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+async fn create_venue(
+    State(edge): State<Edge>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: CreateBody,
+) -> Answer {
     let request_id = crate::api::idempotency_key(&headers)?;
     let (venue_id, spec): (String, VenueSpec) = create_body(body, "venue_id")?;
     spec.validate()
         .map_err(|m| Failure::invalid("invalid_venue", m))?;
     let command = Command::Venue(VenueCommand::CreateVenue { spec });
-    create(&edge, &headers, request_id, ("venue_id", venue_id), command).await
+    create(
+        &edge,
+        &admin,
+        &headers,
+        request_id,
+        ("venue_id", venue_id),
+        command,
+    )
+    .await
 }
 
-async fn create_lot(State(edge): State<Edge>, headers: HeaderMap, body: CreateBody) -> Answer {
+async fn create_lot(
+    State(edge): State<Edge>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: CreateBody,
+) -> Answer {
     let request_id = crate::api::idempotency_key(&headers)?;
     let (lot_id, spec): (String, LotSpec) = create_body(body, "lot_id")?;
     spec.validate()
         .map_err(|m| Failure::invalid("invalid_lot", m))?;
     let command = Command::Auction(AuctionCommand::CreateLot { spec });
-    create(&edge, &headers, request_id, ("lot_id", lot_id), command).await
+    create(
+        &edge,
+        &admin,
+        &headers,
+        request_id,
+        ("lot_id", lot_id),
+        command,
+    )
+    .await
 }
 
 /// Submits a creation, on behalf of the operator, after checking the new resource's id.
 async fn create(
     edge: &Edge,
+    admin: &Admin,
     headers: &HeaderMap,
     request_id: String,
     (what, resource_id): (&'static str, String),
     command: Command,
 ) -> Answer {
     validate_id(what, &resource_id).map_err(|m| Failure::invalid("invalid_id", m))?;
-    let operator = OPERATOR_USER_ID.to_string();
+    let operator = admin.user_id();
     submit(edge, headers, request_id, resource_id, operator, command).await
 }
 
@@ -150,7 +192,9 @@ async fn create(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HoldBody {
-    user_id: String,
+    /// Required unless a bearer token names the user.
+    #[serde(default)]
+    user_id: Option<String>,
     #[serde(default)]
     seat_ids: Option<Vec<String>>,
     #[serde(default)]
@@ -168,6 +212,7 @@ struct BestSeats {
 
 async fn hold(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<HoldBody>, JsonRejection>,
@@ -175,7 +220,7 @@ async fn hold(
     let Path(event_id) = path?;
     let request_id = crate::api::idempotency_key(&headers)?;
     let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let user_id = caller.user_id(body.user_id)?;
     let command = match (body.seat_ids, body.best) {
         (Some(seat_ids), None) => SeatsCommand::HoldSeats { seat_ids },
         (None, Some(best)) => SeatsCommand::HoldBest {
@@ -191,11 +236,12 @@ async fn hold(
         }
     };
     let command = Command::Seats(command);
-    submit(&edge, &headers, request_id, event_id, body.user_id, command).await
+    submit(&edge, &headers, request_id, event_id, user_id, command).await
 }
 
 async fn confirm_hold(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
@@ -203,11 +249,12 @@ async fn confirm_hold(
     let Path((event_id, hold_id)) = path?;
     let hold_id = path_id("hold_id", hold_id)?;
     let command = Command::Seats(SeatsCommand::ConfirmHold { hold_id });
-    user_command(&edge, &headers, body, event_id, command).await
+    user_command(&edge, &caller, &headers, body, event_id, command).await
 }
 
 async fn release_hold(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
@@ -215,14 +262,16 @@ async fn release_hold(
     let Path((event_id, hold_id)) = path?;
     let hold_id = path_id("hold_id", hold_id)?;
     let command = Command::Seats(SeatsCommand::ReleaseHold { hold_id });
-    user_command(&edge, &headers, body, event_id, command).await
+    user_command(&edge, &caller, &headers, body, event_id, command).await
 }
 
 /// Body of bookings and waitlist entries.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartyBody {
-    user_id: String,
+    /// Required unless a bearer token names the user.
+    #[serde(default)]
+    user_id: Option<String>,
     /// `<local date>T<HH:MM>`, e.g. `2026-12-24T18:00`.
     slot: String,
     party_size: u32,
@@ -230,32 +279,45 @@ struct PartyBody {
 
 async fn book(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<PartyBody>, JsonRejection>,
 ) -> Answer {
     let Path(venue_id) = path?;
-    party_command(&edge, &headers, venue_id, body, |slot, party_size| {
-        VenueCommand::Book { slot, party_size }
-    })
+    party_command(
+        &edge,
+        &caller,
+        &headers,
+        venue_id,
+        body,
+        |slot, party_size| VenueCommand::Book { slot, party_size },
+    )
     .await
 }
 
 async fn join_waitlist(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<PartyBody>, JsonRejection>,
 ) -> Answer {
     let Path(venue_id) = path?;
-    party_command(&edge, &headers, venue_id, body, |slot, party_size| {
-        VenueCommand::JoinWaitlist { slot, party_size }
-    })
+    party_command(
+        &edge,
+        &caller,
+        &headers,
+        venue_id,
+        body,
+        |slot, party_size| VenueCommand::JoinWaitlist { slot, party_size },
+    )
     .await
 }
 
 async fn party_command(
     edge: &Edge,
+    caller: &Caller,
     headers: &HeaderMap,
     venue_id: String,
     body: Result<Json<PartyBody>, JsonRejection>,
@@ -263,13 +325,14 @@ async fn party_command(
 ) -> Answer {
     let request_id = crate::api::idempotency_key(headers)?;
     let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let user_id = caller.user_id(body.user_id)?;
     let command = Command::Venue(command(body.slot, body.party_size));
-    submit(edge, headers, request_id, venue_id, body.user_id, command).await
+    submit(edge, headers, request_id, venue_id, user_id, command).await
 }
 
 async fn cancel_booking(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
@@ -277,11 +340,12 @@ async fn cancel_booking(
     let Path((venue_id, booking_id)) = path?;
     let booking_id = path_id("booking_id", booking_id)?;
     let command = Command::Venue(VenueCommand::CancelBooking { booking_id });
-    user_command(&edge, &headers, body, venue_id, command).await
+    user_command(&edge, &caller, &headers, body, venue_id, command).await
 }
 
 async fn accept_offer(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
@@ -289,11 +353,12 @@ async fn accept_offer(
     let Path((venue_id, offer_id)) = path?;
     let offer_id = path_id("offer_id", offer_id)?;
     let command = Command::Venue(VenueCommand::AcceptOffer { offer_id });
-    user_command(&edge, &headers, body, venue_id, command).await
+    user_command(&edge, &caller, &headers, body, venue_id, command).await
 }
 
 async fn decline_offer(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
@@ -301,14 +366,16 @@ async fn decline_offer(
     let Path((venue_id, offer_id)) = path?;
     let offer_id = path_id("offer_id", offer_id)?;
     let command = Command::Venue(VenueCommand::DeclineOffer { offer_id });
-    user_command(&edge, &headers, body, venue_id, command).await
+    user_command(&edge, &caller, &headers, body, venue_id, command).await
 }
 
 /// Body of `POST /v1/lots/{lot_id}/bids`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BidBody {
-    user_id: String,
+    /// Required unless a bearer token names the user.
+    #[serde(default)]
+    user_id: Option<String>,
     /// The most the bidder will pay, in minor units; the lot's price rises only as far as
     /// competing bids make it (a proxy bid).
     max_amount: u64,
@@ -316,6 +383,7 @@ struct BidBody {
 
 async fn bid(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<BidBody>, JsonRejection>,
@@ -323,22 +391,23 @@ async fn bid(
     let Path(lot_id) = path?;
     let request_id = crate::api::idempotency_key(&headers)?;
     let Json(body) = body?;
-    validate_id("user_id", &body.user_id).map_err(|m| Failure::invalid("invalid_user_id", m))?;
+    let user_id = caller.user_id(body.user_id)?;
     let command = Command::Auction(AuctionCommand::Bid {
         max_amount: body.max_amount,
     });
-    submit(&edge, &headers, request_id, lot_id, body.user_id, command).await
+    submit(&edge, &headers, request_id, lot_id, user_id, command).await
 }
 
 async fn buy_now(
     State(edge): State<Edge>,
+    caller: Caller,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path(lot_id) = path?;
     let command = Command::Auction(AuctionCommand::BuyNow);
-    user_command(&edge, &headers, body, lot_id, command).await
+    user_command(&edge, &caller, &headers, body, lot_id, command).await
 }
 
 /// An id from the path, checked like every id (`validate_id`).
@@ -350,12 +419,13 @@ fn path_id(what: &'static str, id: String) -> Result<String, Failure> {
 /// Submits a command whose body names only its user.
 async fn user_command(
     edge: &Edge,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Result<Json<UserBody>, JsonRejection>,
     resource_id: String,
     command: Command,
 ) -> Answer {
-    let (request_id, user_id) = user_write(headers, body)?;
+    let (request_id, user_id) = user_write(headers, caller, body)?;
     submit(edge, headers, request_id, resource_id, user_id, command).await
 }
 

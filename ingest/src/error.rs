@@ -15,6 +15,8 @@ pub struct Failure {
     fix: Option<String>,
     /// Boxed: a rare passenger that would otherwise make every `Result` large.
     outcome: Option<Box<Outcome>>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<&'static str>,
 }
 
 impl Failure {
@@ -26,7 +28,29 @@ impl Failure {
             message: message.into(),
             fix: None,
             outcome: None,
+            challenge: None,
         }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge (RFC 6750), as every 401 carries.
+    pub fn challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message for a person.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// Adds how the caller can fix it.
@@ -74,6 +98,7 @@ impl Failure {
             message: message.into(),
             fix: fix.map(Into::into),
             outcome,
+            challenge: None,
         }
     }
 }
@@ -306,7 +331,14 @@ impl IntoResponse for Failure {
                 outcome: self.outcome.map(|outcome| *outcome),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`feed`]: committed decisions fanned in to waiting callers and the campaign catalog.
 //! - [`shared_state`]: the Redis edge state's edge side: the outcome stream into the feed,
 //!   the shared sold-out gate (`turnstile_edge_state` holds the Redis code itself).
+//! - [`auth`]: JWT bearer tokens: who makes a user write, who may use the admin routes.
 //! - [`error`]: every error answer, in the stable JSON shape.
 //! - [`openapi`]: the OpenAPI 3.0 document of the API (`GET /openapi.json`).
 //!
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod command_log;
 mod domains;
 pub mod error;
@@ -45,6 +47,9 @@ pub struct EdgeConfig {
     pub wait_budget_ms: u64,
     /// Largest request body accepted; larger ones get 413.
     pub body_bytes_max: usize,
+    /// Bearer-token authentication of writes and admin routes; `None` (the default): off,
+    /// the body names the user and the admin routes are open.
+    pub auth: Option<Arc<auth::Authenticator>>,
 }
 
 impl Default for EdgeConfig {
@@ -52,6 +57,7 @@ impl Default for EdgeConfig {
         EdgeConfig {
             wait_budget_ms: 2_000,
             body_bytes_max: 16 * 1024,
+            auth: None,
         }
     }
 }

@@ -71,6 +71,16 @@ impl Operation {
         matches!(self.shape, Shape::Write { .. })
     }
 
+    /// Who may call it when the edge authenticates callers.
+    pub fn access(&self) -> Access {
+        match &self.shape {
+            _ if self.tag == "admin" => Access::Admin,
+            Shape::Write { body, .. } if body.starts_with("Create") => Access::Admin,
+            Shape::Write { .. } => Access::User,
+            Shape::Read { .. } => Access::Public,
+        }
+    }
+
     /// The component name of the write's body schema.
     pub fn body_schema(&self) -> Option<&'static str> {
         match &self.shape {
@@ -79,6 +89,25 @@ impl Operation {
         }
     }
 }
+
+/// Who may call an operation when the edge authenticates callers (`serve --jwks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the reads.
+    Public,
+    /// A bearer token; the write is made as its `sub`.
+    User,
+    /// A bearer token with the `admin` scope: creates and `/v1/admin`.
+    Admin,
+}
+
+/// The codes of a refused bearer token (401), with authentication on.
+pub const TOKEN_ERRORS: &[(u16, &str)] = &[
+    (401, "missing_token"),
+    (401, "invalid_token"),
+    (401, "token_expired"),
+    (401, "unknown_key"),
+];
 
 /// The codes every write can be refused with by the edge itself, before the log.
 const WRITE_ERRORS: &[(u16, &str)] = &[
@@ -537,19 +566,27 @@ pub fn document() -> Value {
         "info": {
             "title": "turnstile",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Flash-traffic allocation: coupons, seated events, restaurant venues and auction lots. Every write needs an Idempotency-Key; it waits for its decision up to the edge's wait budget (ask for less with `Prefer: wait=<seconds>`), then answers 202 with a status URL. Every 4xx and 5xx answer is an ErrorBody; a path the edge does not serve answers 404 `no_such_route`, a method a path does not take 405 `method_not_allowed`.",
+            "description": "Flash-traffic allocation: coupons, seated events, restaurant venues and auction lots. Every write needs an Idempotency-Key; it waits for its decision up to the edge's wait budget (ask for less with `Prefer: wait=<seconds>`), then answers 202 with a status URL. Every 4xx and 5xx answer is an ErrorBody; a path the edge does not serve answers 404 `no_such_route`, a method a path does not take 405 `method_not_allowed`. Authentication is off by default; an edge started with `--jwks` requires `Authorization: Bearer <JWT>` on every user's write (made as the token's `sub`; a body `user_id` may then be left out, and if sent must equal it, else 403 `user_mismatch`) and an `admin`-scoped token on creates and the admin routes (else 403 `admin_scope_required`); a refused token answers 401 `missing_token`, `invalid_token`, `token_expired` or `unknown_key`. Reads stay public.",
         },
         "tags": [
             { "name": "coupons", "description": "Coupon campaigns" },
             { "name": "events", "description": "Seated events: holds, confirms, releases" },
             { "name": "venues", "description": "Restaurant venues: bookings, waitlists, offers" },
             { "name": "lots", "description": "Auction lots: proxy bids, buy-now" },
-            { "name": "admin", "description": "Operator routes; not authenticated yet" },
+            { "name": "admin", "description": "Operator routes; with authentication on, an admin-scoped token" },
             { "name": "operations", "description": "Liveness and this document" },
         ],
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Only when the edge runs with --jwks: a JWT whose header names its key (`kid`: HS256, RS256 or ES256) and whose claims carry `sub` (the user), `exp`, and the configured `iss` and `aud`; `scope` containing `admin` grants creates and the admin routes.",
+                },
+            },
             "parameters": {
                 "IdempotencyKey": {
                     "name": "Idempotency-Key",
@@ -630,6 +667,13 @@ fn create_body(id_field: &str, spec: &str, generated: &Map<String, Value>) -> Va
 /// The schemas of bodies and answers the edge defines itself.
 fn handwritten_schemas(generated: &Map<String, Value>) -> Vec<(&'static str, Value)> {
     let id = || ref_to("Id");
+    // `user_id` as the bodies of users' writes take it.
+    let user_id = || {
+        json!({
+            "allOf": [ref_to("Id")],
+            "description": "The user. Required when the edge does not authenticate callers; with `--jwks` the token's `sub` is the user, and a user_id sent anyway must equal it (else 403 `user_mismatch`).",
+        })
+    };
     let timestamp = || json!({ "type": "string", "format": "date-time" });
     let count = || json!({ "type": "integer", "format": "uint32", "minimum": 0 });
     vec![
@@ -662,7 +706,7 @@ fn handwritten_schemas(generated: &Map<String, Value>) -> Vec<(&'static str, Val
                 "type": "object",
                 "description": "A write that names only its user.",
                 "required": ["user_id"],
-                "properties": { "user_id": id() },
+                "properties": { "user_id": user_id() },
                 "additionalProperties": false,
             }),
         ),
@@ -673,7 +717,7 @@ fn handwritten_schemas(generated: &Map<String, Value>) -> Vec<(&'static str, Val
                 "description": "Named seats or the best N, exactly one of them (else 422 `invalid_hold`).",
                 "required": ["user_id"],
                 "properties": {
-                    "user_id": id(),
+                    "user_id": user_id(),
                     "seat_ids": {
                         "type": "array",
                         "description": "Seat ids, `<section>-<row>-<number>`.",
@@ -705,7 +749,7 @@ fn handwritten_schemas(generated: &Map<String, Value>) -> Vec<(&'static str, Val
                 "description": "A booking or waitlist entry.",
                 "required": ["user_id", "slot", "party_size"],
                 "properties": {
-                    "user_id": id(),
+                    "user_id": user_id(),
                     "slot": {
                         "type": "string",
                         "description": "`<local date>T<HH:MM>` in the venue's time zone, e.g. `2026-12-24T18:00`.",
@@ -722,7 +766,7 @@ fn handwritten_schemas(generated: &Map<String, Value>) -> Vec<(&'static str, Val
                 "type": "object",
                 "required": ["user_id", "max_amount"],
                 "properties": {
-                    "user_id": id(),
+                    "user_id": user_id(),
                     "max_amount": {
                         "type": "integer",
                         "format": "uint64",
@@ -969,6 +1013,20 @@ fn operation_json(operation: &Operation) -> Value {
                 }),
             );
             errors.extend(read_errors.iter().map(|(s, c)| (*s, c.to_string())));
+        }
+    }
+    // With `serve --jwks`, users' writes and operators' routes need a bearer token; without
+    // it they need none (the empty requirement).
+    match operation.access() {
+        Access::Public => {}
+        access => {
+            object.insert("security".into(), json!([{ "bearerAuth": [] }, {}]));
+            errors.extend(TOKEN_ERRORS.iter().map(|(s, c)| (*s, c.to_string())));
+            let forbidden = match access {
+                Access::Admin => "admin_scope_required",
+                _ => "user_mismatch",
+            };
+            errors.push((403, forbidden.into()));
         }
     }
     // Every handler with a path answers 400 `invalid_path` when a segment does not parse

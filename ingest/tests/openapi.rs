@@ -689,3 +689,57 @@ async fn a_hold_names_seats_or_the_best_n_as_the_schema_says() {
         );
     }
 }
+
+#[test]
+fn writes_and_operator_routes_document_their_bearer_tokens_and_reads_none() {
+    let document = openapi::document();
+    let scheme = &document["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    for operation in openapi::operations() {
+        let what = format!("{} {}", operation.method, operation.path);
+        let documented = &document["paths"][operation.path][operation.method];
+        let codes = |status: &str| -> Vec<String> {
+            documented["responses"][status]["x-error-codes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect()
+        };
+        match operation.access() {
+            openapi::Access::Public => {
+                assert!(documented.get("security").is_none(), "{what}");
+                assert!(codes("401").is_empty(), "{what}");
+            }
+            access => {
+                assert_eq!(
+                    documented["security"],
+                    json!([{ "bearerAuth": [] }, {}]),
+                    "{what}"
+                );
+                for (_, code) in openapi::TOKEN_ERRORS {
+                    assert!(codes("401").contains(&code.to_string()), "{what}: {code}");
+                }
+                let forbidden = match access {
+                    openapi::Access::Admin => "admin_scope_required",
+                    _ => "user_mismatch",
+                };
+                assert!(codes("403").contains(&forbidden.to_string()), "{what}");
+            }
+        }
+    }
+    let access = |id: &str| {
+        openapi::operations()
+            .into_iter()
+            .find(|o| o.id == id)
+            .unwrap()
+            .access()
+    };
+    assert_eq!(access("claimCoupon"), openapi::Access::User);
+    assert_eq!(access("bid"), openapi::Access::User);
+    assert_eq!(access("createLot"), openapi::Access::Admin);
+    assert_eq!(access("replayDeadLetter"), openapi::Access::Admin);
+    assert_eq!(access("listDeadLetters"), openapi::Access::Admin);
+    assert_eq!(access("getCampaign"), openapi::Access::Public);
+}

@@ -23,11 +23,13 @@ mod stack;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use turnstile_edge_state::EdgeStateConfig;
+use turnstile_ingest::auth::Authenticator;
 use turnstile_ingest::EdgeConfig;
 use turnstile_journal::JournalLocation;
 use turnstile_log_kafka::KafkaLogConfig;
@@ -140,7 +142,62 @@ struct ServeArgs {
     #[command(flatten)]
     notifier: NotifierArgs,
     #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// Bearer-token authentication; off unless --jwks is given.
+#[derive(Debug, Clone, Args)]
+struct AuthArgs {
+    /// A JWKS file (RFC 7517: {"keys": [...]}, each key with a kid): `oct` keys verify
+    /// HS256 tokens, `RSA` keys RS256, `EC` P-256 keys ES256. Given, every user's write
+    /// needs `Authorization: Bearer <JWT>` and is made as the token's `sub`; creates and
+    /// /v1/admin need the `admin` scope. Read once at start.
+    #[arg(
+        long,
+        env = "TURNSTILE_JWKS",
+        value_name = "FILE",
+        requires_all = ["jwt_issuer", "jwt_audience"]
+    )]
+    jwks: Option<PathBuf>,
+    /// The `iss` every token must carry (with --jwks).
+    #[arg(
+        long,
+        env = "TURNSTILE_JWT_ISSUER",
+        value_name = "ISS",
+        requires = "jwks"
+    )]
+    jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (with --jwks).
+    #[arg(
+        long,
+        env = "TURNSTILE_JWT_AUDIENCE",
+        value_name = "AUD",
+        requires = "jwks"
+    )]
+    jwt_audience: Option<String>,
+    /// Clock skew allowed on a token's `exp`, in seconds.
+    #[arg(
+        long,
+        env = "TURNSTILE_JWT_LEEWAY_SECS",
+        default_value_t = turnstile_ingest::auth::LEEWAY_SECS_DEFAULT
+    )]
+    jwt_leeway_secs: u64,
+}
+
+impl AuthArgs {
+    fn authenticator(&self) -> anyhow::Result<Option<Arc<Authenticator>>> {
+        let (Some(jwks), Some(issuer), Some(audience)) =
+            (&self.jwks, &self.jwt_issuer, &self.jwt_audience)
+        else {
+            return Ok(None);
+        };
+        let auth = Authenticator::from_jwks_file(jwks, issuer.clone(), audience.clone())
+            .map_err(anyhow::Error::msg)?
+            .with_leeway_secs(self.jwt_leeway_secs);
+        Ok(Some(Arc::new(auth)))
+    }
 }
 
 /// How notifications go out.
@@ -367,6 +424,10 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
                 in_process => in_process,
             };
             config.notifier = args.notifier.settings()?;
+            config.edge.auth = args.auth.authenticator()?;
+            if let Some(auth) = &config.edge.auth {
+                tracing::info!(?auth, "bearer-token authentication is on");
+            }
             let stack = EmbeddedStack::start(&config).await?;
             println!("turnstile listening on http://{}", stack.addr);
             stop_requested().await?;
