@@ -1385,8 +1385,8 @@ impl LotCheck {
                     });
                     if reserve_met {
                         report(format!(
-                            "closed unsold ({reason:?}) though its leader's maximum meets the \
-                             reserve"
+                            "closed unsold ({}) though its leader's maximum meets the reserve",
+                            serde_json::to_value(reason).unwrap_or_default()
                         ));
                     } else if (*reason, highest_bidder.clone(), *highest_bid) != expected {
                         report(format!(
@@ -2598,7 +2598,7 @@ mod tests {
         let problems = h.problems();
         assert!(
             problems.contains(
-                "closed unsold (ReserveNotMet) though its leader's maximum meets the reserve"
+                "closed unsold (\"reserve_not_met\") though its leader's maximum meets the reserve"
             ),
             "{problems}"
         );
