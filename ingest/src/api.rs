@@ -34,6 +34,7 @@ use turnstile_schemas::{
 
 use crate::auth::{Admin, Caller};
 use crate::error::Failure;
+use crate::limits::InFlight;
 use crate::Edge;
 
 /// The user id recorded on administrative commands when the edge does not authenticate
@@ -152,7 +153,7 @@ async fn claim(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path(campaign_id) = path?;
-    let (request_id, user_id) = user_write(&headers, &caller, body)?;
+    let (request_id, user_id, _in_flight) = user_write(&edge, &headers, &caller, body)?;
     let view = edge.campaign(&campaign_id).await?;
     if view.sold_out() {
         // The sold-out gate: no log write. A retry of a request decided earlier still gets
@@ -202,7 +203,7 @@ async fn redeem(
     body: Result<Json<UserBody>, JsonRejection>,
 ) -> Answer {
     let Path((campaign_id, coupon_id)) = path?;
-    let (request_id, user_id) = user_write(&headers, &caller, body)?;
+    let (request_id, user_id, _in_flight) = user_write(&edge, &headers, &caller, body)?;
     validate_id("coupon_id", &coupon_id).map_err(|m| Failure::invalid("invalid_coupon_id", m))?;
     edge.campaign(&campaign_id).await?;
     let command = Command::Coupon(CouponCommand::Redeem { coupon_id });
@@ -429,16 +430,27 @@ fn pending(envelope: &Envelope) -> Response {
 }
 
 /// What every user write carries: its `Idempotency-Key` and its user — the bearer token's
-/// subject, or with authentication off the body's `user_id` (see [`Caller::user_id`]).
+/// subject, or with authentication off the body's `user_id` (see [`Caller::user_id`]) —
+/// admitted by the user's limits (see [`admit_user`]).
 pub(crate) fn user_write(
+    edge: &Edge,
     headers: &HeaderMap,
     caller: &Caller,
     body: Result<Json<UserBody>, JsonRejection>,
-) -> Result<(String, String), Failure> {
+) -> Result<(String, String, InFlight), Failure> {
     let request_id = idempotency_key(headers)?;
     let Json(body) = body?;
     let user_id = caller.user_id(body.user_id)?;
-    Ok((request_id, user_id))
+    let in_flight = admit_user(edge, &user_id)?;
+    Ok((request_id, user_id, in_flight))
+}
+
+/// A user's write, once its user is known: the per-user rate limit (429 `rate_limited`)
+/// and a slot among the user's writes in flight (429 `too_many_in_flight`), to be held until
+/// the write is answered. Every user write goes through here; the per-IP limit is checked
+/// earlier, by the [`Caller`] extractor.
+pub(crate) fn admit_user(edge: &Edge, user_id: &str) -> Result<InFlight, Failure> {
+    edge.limits.admit_user(user_id)
 }
 
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Failure> {

@@ -15,9 +15,10 @@
 //! when it is off. Reads take neither: they stay public.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
@@ -297,6 +298,11 @@ impl FromRequestParts<Edge> for Caller {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, edge: &Edge) -> Result<Self, Failure> {
+        // The per-IP rate limit, before any other work (absent without the connection's
+        // address, as in tests that call the router directly).
+        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            edge.limits.check_ip(peer.ip())?;
+        }
         match &edge.config.auth {
             None => Ok(Caller::Open),
             Some(auth) => auth.verify_headers(&parts.headers).map(Caller::Token),

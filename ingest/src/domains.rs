@@ -44,7 +44,7 @@ use turnstile_schemas::seats::{EventSpec, SeatsCommand};
 use turnstile_schemas::venue::{VenueCalendar, VenueCommand, VenueSpec};
 use turnstile_schemas::{validate_id, Command};
 
-use crate::api::{create_body, request_status, submit, user_write, Answer, UserBody};
+use crate::api::{admit_user, create_body, request_status, submit, user_write, Answer, UserBody};
 use crate::auth::{Admin, Caller};
 use crate::error::Failure;
 use crate::Edge;
@@ -221,6 +221,7 @@ async fn hold(
     let request_id = crate::api::idempotency_key(&headers)?;
     let Json(body) = body?;
     let user_id = caller.user_id(body.user_id)?;
+    let _in_flight = admit_user(&edge, &user_id)?;
     let command = match (body.seat_ids, body.best) {
         (Some(seat_ids), None) => SeatsCommand::HoldSeats { seat_ids },
         (None, Some(best)) => SeatsCommand::HoldBest {
@@ -326,6 +327,7 @@ async fn party_command(
     let request_id = crate::api::idempotency_key(headers)?;
     let Json(body) = body?;
     let user_id = caller.user_id(body.user_id)?;
+    let _in_flight = admit_user(edge, &user_id)?;
     let command = Command::Venue(command(body.slot, body.party_size));
     submit(edge, headers, request_id, venue_id, user_id, command).await
 }
@@ -392,6 +394,7 @@ async fn bid(
     let request_id = crate::api::idempotency_key(&headers)?;
     let Json(body) = body?;
     let user_id = caller.user_id(body.user_id)?;
+    let _in_flight = admit_user(&edge, &user_id)?;
     let command = Command::Auction(AuctionCommand::Bid {
         max_amount: body.max_amount,
     });
@@ -425,7 +428,7 @@ async fn user_command(
     resource_id: String,
     command: Command,
 ) -> Answer {
-    let (request_id, user_id) = user_write(headers, caller, body)?;
+    let (request_id, user_id, _in_flight) = user_write(edge, headers, caller, body)?;
     submit(edge, headers, request_id, resource_id, user_id, command).await
 }
 

@@ -17,6 +17,8 @@ pub struct Failure {
     outcome: Option<Box<Outcome>>,
     /// The `WWW-Authenticate` challenge of a 401.
     challenge: Option<&'static str>,
+    /// The `Retry-After` of a 429, in whole seconds.
+    retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -29,7 +31,19 @@ impl Failure {
             fix: None,
             outcome: None,
             challenge: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (RFC 9110), in whole seconds, as every 429 carries.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After`, in seconds, if any.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// Adds a `WWW-Authenticate` challenge (RFC 6750), as every 401 carries.
@@ -99,6 +113,7 @@ impl Failure {
             fix: fix.map(Into::into),
             outcome,
             challenge: None,
+            retry_after: None,
         }
     }
 }
@@ -337,6 +352,11 @@ impl IntoResponse for Failure {
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static(challenge),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

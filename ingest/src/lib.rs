@@ -8,6 +8,7 @@
 //! - [`shared_state`]: the Redis edge state's edge side: the outcome stream into the feed,
 //!   the shared sold-out gate (`turnstile_edge_state` holds the Redis code itself).
 //! - [`auth`]: JWT bearer tokens: who makes a user write, who may use the admin routes.
+//! - [`limits`]: per-user and per-IP rate limits and the per-user cap on writes in flight.
 //! - [`error`]: every error answer, in the stable JSON shape.
 //! - [`openapi`]: the OpenAPI 3.0 document of the API (`GET /openapi.json`).
 //!
@@ -22,6 +23,7 @@ pub mod command_log;
 mod domains;
 pub mod error;
 pub mod feed;
+pub mod limits;
 pub mod openapi;
 pub mod shared_state;
 
@@ -50,6 +52,8 @@ pub struct EdgeConfig {
     /// Bearer-token authentication of writes and admin routes; `None` (the default): off,
     /// the body names the user and the admin routes are open.
     pub auth: Option<Arc<auth::Authenticator>>,
+    /// Rate limits and the in-flight cap on users' writes; all off by default.
+    pub limits: limits::LimitsConfig,
 }
 
 impl Default for EdgeConfig {
@@ -58,6 +62,7 @@ impl Default for EdgeConfig {
             wait_budget_ms: 2_000,
             body_bytes_max: 16 * 1024,
             auth: None,
+            limits: limits::LimitsConfig::default(),
         }
     }
 }
@@ -72,6 +77,7 @@ pub struct Edge {
     /// The sold-out gate shared with other edges, when the edge state is in Redis; without
     /// it the gate asks this edge's own feed.
     redis_gate: Option<RedisGate>,
+    limits: Arc<limits::Limits>,
 }
 
 impl Edge {
@@ -83,6 +89,7 @@ impl Edge {
         feed: Arc<OutcomeFeed>,
     ) -> Self {
         Edge {
+            limits: Arc::new(limits::Limits::new(&config.limits)),
             config: Arc::new(config),
             log,
             journal,
@@ -105,6 +112,8 @@ impl Edge {
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let app = api::router(self);
+        // With the peer's address: the per-IP rate limit reads it.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 // A dropped sender also means shut down.
