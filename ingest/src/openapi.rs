@@ -109,6 +109,10 @@ pub const TOKEN_ERRORS: &[(u16, &str)] = &[
     (401, "unknown_key"),
 ];
 
+/// The codes of a user's write refused by the edge's limits (429, with Retry-After), when
+/// the edge is started with them (`serve --user-rate`, `--ip-rate`, `--user-in-flight-max`).
+pub const LIMIT_ERRORS: &[(u16, &str)] = &[(429, "rate_limited"), (429, "too_many_in_flight")];
+
 /// The codes every write can be refused with by the edge itself, before the log.
 const WRITE_ERRORS: &[(u16, &str)] = &[
     (400, "missing_idempotency_key"),
@@ -566,7 +570,7 @@ pub fn document() -> Value {
         "info": {
             "title": "turnstile",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Flash-traffic allocation: coupons, seated events, restaurant venues and auction lots. Every write needs an Idempotency-Key; it waits for its decision up to the edge's wait budget (ask for less with `Prefer: wait=<seconds>`), then answers 202 with a status URL. Every 4xx and 5xx answer is an ErrorBody; a path the edge does not serve answers 404 `no_such_route`, a method a path does not take 405 `method_not_allowed`. Authentication is off by default; an edge started with `--jwks` requires `Authorization: Bearer <JWT>` on every user's write (made as the token's `sub`; a body `user_id` may then be left out, and if sent must equal it, else 403 `user_mismatch`) and an `admin`-scoped token on creates and the admin routes (else 403 `admin_scope_required`); a refused token answers 401 `missing_token`, `invalid_token`, `token_expired` or `unknown_key`. Reads stay public.",
+            "description": "Flash-traffic allocation: coupons, seated events, restaurant venues and auction lots. Every write needs an Idempotency-Key; it waits for its decision up to the edge's wait budget (ask for less with `Prefer: wait=<seconds>`), then answers 202 with a status URL. Every 4xx and 5xx answer is an ErrorBody; a path the edge does not serve answers 404 `no_such_route`, a method a path does not take 405 `method_not_allowed`. Authentication is off by default; an edge started with `--jwks` requires `Authorization: Bearer <JWT>` on every user's write (made as the token's `sub`; a body `user_id` may then be left out, and if sent must equal it, else 403 `user_mismatch`) and an `admin`-scoped token on creates and the admin routes (else 403 `admin_scope_required`); a refused token answers 401 `missing_token`, `invalid_token`, `token_expired` or `unknown_key`. Reads stay public. Limits on users' writes are off by default; an edge started with them answers a user's write over a rate (per user or per client IP) 429 `rate_limited`, and one beyond the user's writes in flight 429 `too_many_in_flight`, each with a Retry-After header in whole seconds.",
         },
         "tags": [
             { "name": "coupons", "description": "Coupon campaigns" },
@@ -1029,6 +1033,9 @@ fn operation_json(operation: &Operation) -> Value {
             errors.push((403, forbidden.into()));
         }
     }
+    if matches!(operation.access(), Access::User) {
+        errors.extend(LIMIT_ERRORS.iter().map(|(s, c)| (*s, c.to_string())));
+    }
     // Every handler with a path answers 400 `invalid_path` when a segment does not parse
     // (percent-decoding, or a number).
     if !path_parameters(operation.path).is_empty() {
@@ -1043,14 +1050,20 @@ fn operation_json(operation: &Operation) -> Value {
     }
     for (status, codes) in by_status {
         let listed: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
-        responses.insert(
-            status.to_string(),
-            json!({
-                "description": format!("ErrorBody with code {}.", listed.join(", ")),
-                "x-error-codes": codes,
-                "content": { "application/json": { "schema": ref_to("ErrorBody") } },
-            }),
-        );
+        let mut response = json!({
+            "description": format!("ErrorBody with code {}.", listed.join(", ")),
+            "x-error-codes": codes,
+            "content": { "application/json": { "schema": ref_to("ErrorBody") } },
+        });
+        if status == 429 {
+            response["headers"] = json!({
+                "Retry-After": {
+                    "description": "Whole seconds to wait before retrying (at least 1).",
+                    "schema": { "type": "integer", "minimum": 1 },
+                },
+            });
+        }
+        responses.insert(status.to_string(), response);
     }
     if !parameters.is_empty() {
         object.insert("parameters".into(), Value::Array(parameters));

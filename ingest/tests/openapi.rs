@@ -728,6 +728,18 @@ fn writes_and_operator_routes_document_their_bearer_tokens_and_reads_none() {
                 assert!(codes("403").contains(&forbidden.to_string()), "{what}");
             }
         }
+        // The limits apply to users' writes only, and their 429 says when to retry.
+        if operation.access() == openapi::Access::User {
+            let limited: Vec<String> = openapi::LIMIT_ERRORS
+                .iter()
+                .map(|(_, c)| c.to_string())
+                .collect();
+            assert_eq!(codes("429"), limited, "{what}");
+            let retry_after = &documented["responses"]["429"]["headers"]["Retry-After"];
+            assert_eq!(retry_after["schema"]["minimum"], 1, "{what}");
+        } else {
+            assert!(codes("429").is_empty(), "{what}");
+        }
     }
     let access = |id: &str| {
         openapi::operations()
