@@ -30,6 +30,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use turnstile_edge_state::EdgeStateConfig;
 use turnstile_ingest::auth::Authenticator;
+use turnstile_ingest::limits::LimitsConfig;
 use turnstile_ingest::EdgeConfig;
 use turnstile_journal::JournalLocation;
 use turnstile_log_kafka::KafkaLogConfig;
@@ -144,7 +145,75 @@ struct ServeArgs {
     #[command(flatten)]
     auth: AuthArgs,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// Limits on users' writes (claims, redeems, holds, bookings, bids; not creates or admin
+/// routes), each off at 0, the default. A write over a limit gets 429 with Retry-After.
+/// Each edge limits on its own.
+#[derive(Debug, Clone, Args)]
+struct LimitArgs {
+    /// Each user's sustained rate of writes, per second (fractions allowed: 0.5 is one
+    /// every two seconds); 0: no per-user rate limit.
+    #[arg(
+        long,
+        env = "TURNSTILE_USER_RATE",
+        value_name = "PER_SEC",
+        default_value_t = 0.0
+    )]
+    user_rate: f64,
+    /// Writes a user may make at once after being idle, with --user-rate.
+    #[arg(long, env = "TURNSTILE_USER_BURST", value_name = "N", default_value_t = LimitsConfig::default().user_burst)]
+    user_burst: u32,
+    /// Each client IP address's sustained rate of users' writes, per second; 0: no per-IP
+    /// rate limit. Behind a proxy or load balancer every request comes from its address.
+    #[arg(
+        long,
+        env = "TURNSTILE_IP_RATE",
+        value_name = "PER_SEC",
+        default_value_t = 0.0
+    )]
+    ip_rate: f64,
+    /// Writes an IP address may make at once after being idle, with --ip-rate.
+    #[arg(long, env = "TURNSTILE_IP_BURST", value_name = "N", default_value_t = LimitsConfig::default().ip_burst)]
+    ip_burst: u32,
+    /// Most writes of one user in flight at once (waiting for their decision); one more
+    /// gets 429 too_many_in_flight at once. 0: no cap.
+    #[arg(
+        long,
+        env = "TURNSTILE_USER_IN_FLIGHT_MAX",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    user_in_flight_max: u32,
+}
+
+impl LimitArgs {
+    fn config(&self) -> anyhow::Result<LimitsConfig> {
+        for (flag, rate) in [("--user-rate", self.user_rate), ("--ip-rate", self.ip_rate)] {
+            if !(rate.is_finite() && rate >= 0.0) {
+                anyhow::bail!("{flag} must be a number of requests per second, 0 or more");
+            }
+        }
+        for (flag, burst) in [
+            ("--user-burst", self.user_burst),
+            ("--ip-burst", self.ip_burst),
+        ] {
+            if burst == 0 {
+                anyhow::bail!("{flag} must be at least 1");
+            }
+        }
+        Ok(LimitsConfig {
+            user_requests_per_second: self.user_rate,
+            user_burst: self.user_burst,
+            ip_requests_per_second: self.ip_rate,
+            ip_burst: self.ip_burst,
+            user_in_flight_max: self.user_in_flight_max,
+            ..LimitsConfig::default()
+        })
+    }
 }
 
 /// Bearer-token authentication; off unless --jwks is given.
@@ -425,6 +494,10 @@ async fn run(command: Commands) -> anyhow::Result<ExitCode> {
             };
             config.notifier = args.notifier.settings()?;
             config.edge.auth = args.auth.authenticator()?;
+            config.edge.limits = args.limits.config()?;
+            if let Some(limits) = config.edge.limits.describe() {
+                tracing::info!("limits on users' writes: {limits}");
+            }
             if let Some(auth) = &config.edge.auth {
                 tracing::info!(?auth, "bearer-token authentication is on");
             }
