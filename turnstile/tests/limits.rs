@@ -127,3 +127,28 @@ fn a_zero_burst_is_refused_at_start() {
         "{output}"
     );
 }
+
+/// Header limits are hyper's defaults (`axum::serve` does not expose its HTTP/1 settings):
+/// at most 100 headers, and a head of at most about 400 KB. Beyond, hyper answers 431
+/// itself (an empty body, not the error shape) and nothing reaches the handlers.
+#[tokio::test]
+async fn too_many_headers_are_refused_by_the_http_server() {
+    let (_dir, data) = temp_dir();
+    let server = Server::start(&data, &[]);
+    let client = client();
+    let mut request = client
+        .post(server.url("/v1/campaigns/flash/claims"))
+        .header("Idempotency-Key", "many-headers")
+        .json(&json!({ "user_id": "ann" }));
+    for i in 0..120 {
+        request = request.header(format!("x-filler-{i}"), "x");
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    // The server still serves.
+    let response = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
