@@ -18,6 +18,7 @@ pub mod auction;
 pub mod coupon;
 pub mod domain;
 pub mod kafka_group;
+pub mod metrics;
 pub mod partition;
 pub mod runtime;
 pub mod seats;

@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 use turnstile_journal::{BatchCommit, DeadLetter, Journal, PartitionLease};
 use turnstile_log::{partition_for, EmbeddedLog, LogRecord};
 use turnstile_log_kafka::{GroupHandle, KafkaPartitionReader};
-use turnstile_schemas::{Envelope, LogPosition, Outcome};
+use turnstile_schemas::{Command, Envelope, LogPosition, Outcome};
 
+use crate::metrics;
 use crate::partition::PartitionState;
 
 /// How a partition processor batches its work.
@@ -172,6 +173,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         self.state =
             PartitionState::restored(partition, &self.journal.load_outcomes(partition).await?);
         self.lease = lease;
+        self.record_lag(log_end);
         tracing::info!(
             partition,
             epoch = lease.epoch,
@@ -180,6 +182,15 @@ impl<L: DecisionListener> PartitionProcessor<L> {
             "partition recovered"
         );
         Ok(())
+    }
+
+    /// Sets the partition's consumer-lag gauge: `log_end` minus the journal's next offset.
+    fn record_lag(&self, log_end: u64) {
+        let lag = log_end.saturating_sub(self.lease.next_offset);
+        metrics::global().consumer_lag.set(
+            &[&self.lease.partition.to_string()],
+            i64::try_from(lag).unwrap_or(i64::MAX),
+        );
     }
 
     /// Decides everything on the log up to its end as of this call.
@@ -235,6 +246,8 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         };
         let mut decided = Vec::with_capacity(records.len());
         let mut new_decisions = Vec::new();
+        // (domain, status) of each new decision, counted once the commit holds.
+        let mut decision_names = Vec::new();
         for (index, record) in records.iter().enumerate() {
             assert_eq!(record.offset, first + index as u64, "log offsets are dense");
             let delivery = LogPosition {
@@ -248,6 +261,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
                     if applied.is_new {
                         batch.outcomes.push(outcome.clone());
                         new_decisions.push(applied.decision);
+                        decision_names.push((domain_name(&envelope), outcome.decision.status()));
                     }
                     decided.push(Decided { outcome, delivery });
                 }
@@ -265,14 +279,31 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         batch.views = self.state.changed_views(&new_decisions);
         let commit_started = std::time::Instant::now();
         self.journal.commit(&batch).await?;
+        let commit_took = commit_started.elapsed();
         tracing::debug!(
             partition,
             records = records.len(),
             outcomes = batch.outcomes.len(),
-            commit_us = commit_started.elapsed().as_micros() as u64,
+            commit_us = commit_took.as_micros() as u64,
             "batch committed"
         );
         self.lease.next_offset = batch.next_offset;
+        let metrics = metrics::global();
+        let partition_label = partition.to_string();
+        metrics
+            .batch_records
+            .observe(&[&partition_label], records.len() as f64);
+        metrics
+            .batch_commit
+            .observe(&[&partition_label], commit_took.as_secs_f64());
+        for (domain, status) in decision_names {
+            metrics.decisions.inc(&[domain, status]);
+        }
+        // The embedded log's end is a memory read; a Kafka broker's is a round trip, so
+        // its lag is measured when the partition is taken only.
+        if let PartitionReader::Embedded(log) = &self.reader {
+            self.record_lag(log.end_offset(partition));
+        }
         let range = BatchRange {
             partition,
             from_offset: batch.from_offset,
@@ -388,6 +419,16 @@ impl PartitionReader {
         {
             group.commit_offset(partition, next_offset);
         }
+    }
+}
+
+/// The domain a command belongs to: the `domain` label of decisions.
+fn domain_name(envelope: &Envelope) -> &'static str {
+    match envelope.command {
+        Command::Coupon(_) => "coupon",
+        Command::Seats(_) => "seats",
+        Command::Venue(_) => "venue",
+        Command::Auction(_) => "auction",
     }
 }
 
