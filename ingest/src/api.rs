@@ -10,6 +10,7 @@
 //! | GET | `/v1/users/{user_id}/coupons` | a user's coupons |
 //! | GET | `/healthz` | liveness |
 //! | GET | `/openapi.json` | the OpenAPI 3.0 document of this API, see [`crate::openapi`] |
+//! | GET | `/metrics` | Prometheus metrics of this process, see [`crate::metrics`] |
 //! | … | `/v1/events`, `/v1/venues`, `/v1/lots` | seats, tables and lots, see [`crate::domains`] |
 //! | GET, POST | `/v1/admin/…` | operator routes, see [`crate::admin`] |
 //!
@@ -49,6 +50,7 @@ pub fn router(edge: Edge) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(crate::openapi::serve))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/v1/campaigns", post(create_campaign))
         .route("/v1/campaigns/{campaign_id}", get(campaign))
         .route("/v1/campaigns/{campaign_id}/claims", post(claim))
@@ -75,6 +77,7 @@ pub fn router(edge: Edge) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(edge)
 }
 

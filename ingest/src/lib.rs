@@ -11,6 +11,7 @@
 //! - [`limits`]: per-user and per-IP rate limits and the per-user cap on writes in flight.
 //! - [`error`]: every error answer, in the stable JSON shape.
 //! - [`openapi`]: the OpenAPI 3.0 document of the API (`GET /openapi.json`).
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`) and the request-counting middleware.
 //!
 //! A write is validated, stamped with the time it arrived (the decision's "now"), appended
 //! to the log — durably, before anything is answered — and then answered with its committed
@@ -24,6 +25,7 @@ mod domains;
 pub mod error;
 pub mod feed;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod shared_state;
 

@@ -248,6 +248,19 @@ pub fn operations() -> Vec<Operation> {
             json!({ "type": "object" }),
             &[],
         ),
+        Operation {
+            method: "get",
+            path: "/metrics",
+            id: "metrics",
+            tag: "operations",
+            summary: "This process's metrics in the Prometheus text exposition format 0.0.4",
+            shape: Shape::Read {
+                ok: json!({ "type": "string" }),
+                media_type: "text/plain",
+                query: vec![],
+                errors: vec![],
+            },
+        },
         // Coupons.
         write(
             post("/v1/campaigns"),
