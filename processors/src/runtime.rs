@@ -173,7 +173,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         self.state =
             PartitionState::restored(partition, &self.journal.load_outcomes(partition).await?);
         self.lease = lease;
-        self.record_lag(log_end);
+        self.record_lag();
         tracing::info!(
             partition,
             epoch = lease.epoch,
@@ -184,9 +184,16 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         Ok(())
     }
 
-    /// Sets the partition's consumer-lag gauge: `log_end` minus the journal's next offset.
-    fn record_lag(&self, log_end: u64) {
-        let lag = log_end.saturating_sub(self.lease.next_offset);
+    /// Sets the partition's consumer-lag gauge: the log's end minus the journal's next
+    /// offset. On the embedded log only: its end is a memory read, while a Kafka broker's
+    /// is a round trip per batch (not measured yet, rather than measured once and stale).
+    fn record_lag(&self) {
+        let PartitionReader::Embedded(log) = &self.reader else {
+            return;
+        };
+        let lag = log
+            .end_offset(self.lease.partition)
+            .saturating_sub(self.lease.next_offset);
         metrics::global().consumer_lag.set(
             &[&self.lease.partition.to_string()],
             i64::try_from(lag).unwrap_or(i64::MAX),
@@ -299,11 +306,7 @@ impl<L: DecisionListener> PartitionProcessor<L> {
         for (domain, status) in decision_names {
             metrics.decisions.inc(&[domain, status]);
         }
-        // The embedded log's end is a memory read; a Kafka broker's is a round trip, so
-        // its lag is measured when the partition is taken only.
-        if let PartitionReader::Embedded(log) = &self.reader {
-            self.record_lag(log.end_offset(partition));
-        }
+        self.record_lag();
         let range = BatchRange {
             partition,
             from_offset: batch.from_offset,
