@@ -165,9 +165,11 @@ async fn metrics_cover_requests_decisions_batches_and_lag() {
         }
     }
     assert_eq!(granted, 3);
-    // The burst's claims pass the gate before the winner's commit flips it: in practice
-    // all 15 losers are decided by the processor.
-    assert!(decided_sold_out >= 1, "no sold-out decision in the burst");
+    // The burst's losers that passed the edge's gate before the winner's commit closed it
+    // were decided by a processor (usually all 15); the rest were refused by the gate
+    // without a decision. The metric must count exactly the decided ones, however many:
+    // requiring any would make the test depend on timing (a decided rejection is already
+    // certain above: `user_limit_reached`).
     // The edge's sold-out gate, asked once the campaign is known to be sold out: no
     // decision.
     let (status, gated) = claim(&client, &server, "late-user").await;
