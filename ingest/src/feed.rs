@@ -139,6 +139,16 @@ impl OutcomeFeed {
         }
     }
 
+    /// Every campaign the edge knows, with the coupons it has left.
+    pub fn stock(&self) -> Vec<(String, u32)> {
+        self.campaigns
+            .read()
+            .expect("catalog lock is never poisoned")
+            .iter()
+            .map(|(id, view)| (id.clone(), view.spec.capacity.saturating_sub(view.issued())))
+            .collect()
+    }
+
     /// The campaign, if it exists.
     pub fn campaign(&self, campaign_id: &str) -> Option<Arc<CampaignView>> {
         self.campaigns

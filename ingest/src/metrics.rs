@@ -8,20 +8,40 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use turnstile_processors::metrics;
 
+use crate::Edge;
+
 /// The `route` label of requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// `GET /metrics`: this process's metrics in the Prometheus text format 0.0.4.
-pub async fn serve() -> Response {
+/// `GET /metrics`: this process's metrics in the Prometheus text format 0.0.4. The
+/// gauges of state kept elsewhere (stock, sink backlog) are read when scraped.
+pub async fn serve(State(edge): State<Edge>) -> Response {
+    let registry = metrics::global();
+    for (campaign_id, remaining) in edge.feed.stock() {
+        registry
+            .inventory_remaining
+            .set(&[&campaign_id], i64::from(remaining));
+    }
+    // The journal may be briefly unreachable; the page is still served without them.
+    if let Ok(sinks) = edge.journal.sink_names().await {
+        for sink in sinks {
+            if let Ok(status) = edge.journal.sink_status(&sink).await {
+                let backlog: u64 = status.iter().map(|p| p.backlog_outcomes).sum();
+                registry
+                    .sink_backlog
+                    .set(&[&sink], i64::try_from(backlog).unwrap_or(i64::MAX));
+            }
+        }
+    }
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::global().render(),
+        registry.render(),
     )
         .into_response()
 }

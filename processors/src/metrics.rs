@@ -44,6 +44,10 @@ pub struct Metrics {
     pub batch_commit: Family<Histogram>,
     /// Log end offset minus the journal's next offset, by partition.
     pub consumer_lag: Family<i64>,
+    /// Coupons a campaign has left, by campaign (set when scraped).
+    pub inventory_remaining: Family<i64>,
+    /// Outbox entries a sink has not carried yet, by sink (set when scraped).
+    pub sink_backlog: Family<i64>,
 }
 
 impl Default for Metrics {
@@ -92,6 +96,18 @@ impl Metrics {
                 Kind::Gauge,
                 &["partition"],
             ),
+            inventory_remaining: Family::new(
+                "turnstile_inventory_remaining",
+                "Coupons a campaign has left, as the edge last heard, by campaign.",
+                Kind::Gauge,
+                &["resource"],
+            ),
+            sink_backlog: Family::new(
+                "turnstile_sink_backlog_outcomes",
+                "Outbox entries a sink has not carried yet, by sink.",
+                Kind::Gauge,
+                &["sink"],
+            ),
         }
     }
 
@@ -104,6 +120,8 @@ impl Metrics {
         self.batch_records.render(&mut out);
         self.batch_commit.render(&mut out);
         self.consumer_lag.render(&mut out);
+        self.inventory_remaining.render(&mut out);
+        self.sink_backlog.render(&mut out);
         out
     }
 }

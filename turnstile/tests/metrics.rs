@@ -207,6 +207,8 @@ async fn metrics_cover_requests_decisions_batches_and_lag() {
         ("turnstile_batch_records", "histogram"),
         ("turnstile_batch_commit_seconds", "histogram"),
         ("turnstile_consumer_lag_records", "gauge"),
+        ("turnstile_inventory_remaining", "gauge"),
+        ("turnstile_sink_backlog_outcomes", "gauge"),
     ] {
         assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
         assert!(text.contains(&format!("# HELP {name} ")), "{text}");
@@ -313,8 +315,27 @@ async fn metrics_cover_requests_decisions_batches_and_lag() {
         "{text}"
     );
 
-    // No label holds a raw id: the campaign, users and keys appear nowhere.
-    for id in ["metrics-camp-7", "user-a", "burst-", "late-user", "abc123"] {
+    // Inventory: the sold-out campaign has none left.
+    let inventory: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == "turnstile_inventory_remaining")
+        .collect();
+    assert_eq!(inventory.len(), 1, "{text}");
+    assert_eq!(inventory[0].labels["resource"], "metrics-camp-7", "{text}");
+    assert_eq!(inventory[0].value, 0.0, "{text}");
+    // Sink backlog: never negative, one gauge per sink that has recorded progress.
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.name == "turnstile_sink_backlog_outcomes")
+            .all(|s| s.value >= 0.0 && !s.labels["sink"].is_empty()),
+        "{text}"
+    );
+
+    // No label holds a request's ids: users and keys appear nowhere, and the campaign only
+    // as the resource of its inventory gauge.
+    for id in ["user-a", "burst-", "late-user", "abc123"] {
         assert!(!text.contains(id), "{id} in\n{text}");
     }
+    assert_eq!(text.matches("metrics-camp-7").count(), 1, "{text}");
 }
