@@ -400,10 +400,12 @@ mod tests {
             "turnstile_batch_records histogram",
             "turnstile_batch_commit_seconds histogram",
             "turnstile_consumer_lag_records gauge",
+            "turnstile_inventory_remaining gauge",
+            "turnstile_sink_backlog_outcomes gauge",
         ] {
             assert!(text.contains(&format!("# TYPE {name}\n")), "{name}: {text}");
         }
-        assert_eq!(text.lines().count(), 12, "{text}");
+        assert_eq!(text.lines().count(), 16, "{text}");
     }
 
     #[test]
