@@ -110,20 +110,13 @@ async fn create_event(
     headers: HeaderMap,
     body: CreateBody,
 ) -> Answer {
-    let request_id = crate::api::idempotency_key(&headers)?;
-    let (event_id, spec): (String, EventSpec) = create_body(body, "event_id")?;
-    spec.validate()
-        .map_err(|m| Failure::invalid("invalid_event", m))?;
-    let command = Command::Seats(SeatsCommand::CreateEvent { spec });
-    create(
-        &edge,
-        &admin,
-        &headers,
-        request_id,
-        ("event_id", event_id),
-        command,
-    )
-    .await
+    let creation = Creation {
+        id_field: "event_id",
+        invalid_code: "invalid_event",
+        validate: |spec: &EventSpec| spec.validate().map(drop),
+        command: |spec| Command::Seats(SeatsCommand::CreateEvent { spec }),
+    };
+    creation.submit(&edge, &admin, &headers, body).await
 }
 
 async fn create_venue(
@@ -132,20 +125,13 @@ async fn create_venue(
     headers: HeaderMap,
     body: CreateBody,
 ) -> Answer {
-    let request_id = crate::api::idempotency_key(&headers)?;
-    let (venue_id, spec): (String, VenueSpec) = create_body(body, "venue_id")?;
-    spec.validate()
-        .map_err(|m| Failure::invalid("invalid_venue", m))?;
-    let command = Command::Venue(VenueCommand::CreateVenue { spec });
-    create(
-        &edge,
-        &admin,
-        &headers,
-        request_id,
-        ("venue_id", venue_id),
-        command,
-    )
-    .await
+    let creation = Creation {
+        id_field: "venue_id",
+        invalid_code: "invalid_venue",
+        validate: |spec: &VenueSpec| spec.validate().map(drop),
+        command: |spec| Command::Venue(VenueCommand::CreateVenue { spec }),
+    };
+    creation.submit(&edge, &admin, &headers, body).await
 }
 
 async fn create_lot(
@@ -154,34 +140,49 @@ async fn create_lot(
     headers: HeaderMap,
     body: CreateBody,
 ) -> Answer {
-    let request_id = crate::api::idempotency_key(&headers)?;
-    let (lot_id, spec): (String, LotSpec) = create_body(body, "lot_id")?;
-    spec.validate()
-        .map_err(|m| Failure::invalid("invalid_lot", m))?;
-    let command = Command::Auction(AuctionCommand::CreateLot { spec });
-    create(
-        &edge,
-        &admin,
-        &headers,
-        request_id,
-        ("lot_id", lot_id),
-        command,
-    )
-    .await
+    let creation = Creation {
+        id_field: "lot_id",
+        invalid_code: "invalid_lot",
+        validate: LotSpec::validate,
+        command: |spec| Command::Auction(AuctionCommand::CreateLot { spec }),
+    };
+    creation.submit(&edge, &admin, &headers, body).await
 }
 
-/// Submits a creation, on behalf of the operator, after checking the new resource's id.
-async fn create(
-    edge: &Edge,
-    admin: &Admin,
-    headers: &HeaderMap,
-    request_id: String,
-    (what, resource_id): (&'static str, String),
-    command: Command,
-) -> Answer {
-    validate_id(what, &resource_id).map_err(|m| Failure::invalid("invalid_id", m))?;
-    let operator = admin.user_id();
-    submit(edge, headers, request_id, resource_id, operator, command).await
+/// How one domain's resource is created: the body's id field, the spec's check and the
+/// command it becomes.
+struct Creation<S> {
+    id_field: &'static str,
+    invalid_code: &'static str,
+    validate: fn(&S) -> Result<(), String>,
+    command: fn(S) -> Command,
+}
+
+impl<S: serde::de::DeserializeOwned> Creation<S> {
+    /// Checks the key, the body, the id and the spec, then submits the creation on behalf
+    /// of the operator.
+    async fn submit(
+        self,
+        edge: &Edge,
+        admin: &Admin,
+        headers: &HeaderMap,
+        body: CreateBody,
+    ) -> Answer {
+        let request_id = crate::api::idempotency_key(headers)?;
+        let (resource_id, spec): (String, S) = create_body(body, self.id_field)?;
+        (self.validate)(&spec).map_err(|m| Failure::invalid(self.invalid_code, m))?;
+        validate_id(self.id_field, &resource_id).map_err(|m| Failure::invalid("invalid_id", m))?;
+        let command = (self.command)(spec);
+        submit(
+            edge,
+            headers,
+            request_id,
+            resource_id,
+            admin.user_id(),
+            command,
+        )
+        .await
+    }
 }
 
 // ---------------------------------------------------------------------------------------

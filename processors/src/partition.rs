@@ -234,11 +234,16 @@ impl PartitionState {
     /// per resource, as of its latest decision among them: what the batch's commit writes
     /// to `resource_views`.
     pub fn changed_views(&self, decisions: &[DecisionRef]) -> Vec<ResourceView> {
+        // Campaigns have no view: a drop's batches of claims skip all of this.
         let mut latest: Vec<(u32, DateTime<Utc>)> = decisions
             .iter()
-            .map(|d| {
+            .filter_map(|d| {
                 let resource = &self.resources[d.resource as usize];
-                (d.resource, resource.decided.value(d.request).decided_at)
+                let has_view = !matches!(
+                    resource.state,
+                    ResourceState::Unknown | ResourceState::Campaign(_)
+                );
+                has_view.then(|| (d.resource, resource.decided.value(d.request).decided_at))
             })
             .collect();
         // By resource, latest first: dedup keeps the first of each resource.
